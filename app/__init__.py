@@ -1,0 +1,86 @@
+"""The one place that wires the service: `create_app(settings)`.
+
+gunicorn (through `app.server`) and the tests both call it. Nothing is created
+at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from app.settings import Settings
+from clickhouse.client import Database
+from clickhouse.migrate import migrate
+from clickhouse.operations import OperationStore
+from ingest.pipeline import IngestService
+
+log = logging.getLogger(__name__)
+
+ROLES = ("all", "ingest", "api")
+
+
+@dataclass
+class Runtime:
+    """What one service process holds, reachable as `app.extensions["ai_usage"]`."""
+
+    settings: Settings
+    database: Database
+    role: str
+    ingest: IngestService | None = None
+    closers: list = field(default_factory=list)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Stop taking exports, store what was accepted, release ClickHouse."""
+        drained = True
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - keep closing the rest
+                log.exception("error while shutting down")
+        if self.ingest is not None:
+            drained = self.ingest.close(timeout)
+        self.database.close()
+        return drained
+
+
+def create_app(settings: Settings | None = None, role: str = "all") -> Flask:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["JSON_SORT_KEYS"] = True
+
+    database = Database(settings.clickhouse_url)
+    database.ensure_database()
+    applied = migrate(database.client(), settings.retention_days)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+
+    runtime = Runtime(settings, database, role)
+    app.extensions["ai_usage"] = runtime
+
+    from app import errors, health
+
+    errors.init_app(app)
+    health.init_app(app, runtime)
+
+    if role in ("all", "ingest"):
+        from ingest.http import create_blueprint
+
+        runtime.ingest = IngestService(settings.ingest, OperationStore(database))
+        runtime.ingest.start()
+        app.register_blueprint(create_blueprint(runtime.ingest, settings.ingest.max_body_bytes))
+
+    if role in ("all", "api"):
+        from app import api
+
+        api.init_app(app, runtime)
+
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions["ai_usage"]

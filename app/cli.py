@@ -1,0 +1,65 @@
+"""The `ai-usage` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from app.settings import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ai-usage", description="AI usage analytics: OTLP in, Umbraco.AI analytics API out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the OTLP receiver and the analytics API")
+    serve.add_argument("--host", default=os.environ.get("AI_USAGE_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("AI_USAGE_PORT", "4318")), help="HTTP port for OTLP/HTTP and the API (default 4318)")
+    serve.add_argument("--role", choices=("all", "ingest", "api"), default=os.environ.get("AI_USAGE_ROLE", "all"))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("AI_USAGE_WORKERS", "1")), help="worker processes (1 with embedded ClickHouse)")
+    serve.add_argument("--threads", type=int, default=int(os.environ.get("AI_USAGE_THREADS", "32")), help="threads per worker")
+
+    commands.add_parser("migrate", help="apply the ClickHouse migrations and the retention setting, then exit")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"ai-usage: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.command == "serve":
+            from app.server import ServeOptions, serve as run_server
+
+            run_server(settings, ServeOptions(host=args.host, port=args.port, role=args.role, workers=args.workers, threads=args.threads))
+        elif args.command == "migrate":
+            return _migrate(settings)
+    except ConfigError as error:
+        print(f"ai-usage: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from app.server import check_data_directory
+    from clickhouse.client import Database
+    from clickhouse.migrate import migrate
+
+    check_data_directory(settings)
+    database = Database(settings.clickhouse_url)
+    try:
+        database.ensure_database()
+        applied = migrate(database.client(), settings.retention_days)
+    finally:
+        database.close()
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
+    print(f"ai-usage: migrations: {names}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""One typed settings object, read from the environment.
+
+Every default lives in `Settings` below with a comment saying why; the README's
+configuration table documents the same names. Nothing here opens a connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ingest.config import ContextKeys, IngestConfig
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+def default_data_dir() -> Path:
+    # XDG data home, so `ai-usage serve` works from any directory and keeps
+    # its data in one predictable place.
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ai-usage"
+
+
+def default_clickhouse_url() -> str:
+    return f"chdb://{default_data_dir() / 'clickhouse'}"
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage. chdb:///abs/path is ClickHouse embedded in this process (the
+    # default: no server to run); http(s)://user:pass@host:port/db is a server.
+    clickhouse_url: str = field(default_factory=default_clickhouse_url)
+    # Rows older than this are dropped by the table TTL; 0 keeps them forever.
+    retention_days: int = 400
+    # Analytics bearer keys; empty means the analytics API is open.
+    api_keys: tuple[str, ...] = ()
+    # Origins allowed to call the analytics API from a browser (the Umbraco
+    # backoffice's origin). Nothing is allowed unless configured.
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        ingest_values: dict[str, Any] = {}
+        for name, parse, attr in _INGEST_VARIABLES:
+            if name in env:
+                ingest_values[attr] = _parse(name, env[name], parse)
+        keys = ContextKeys(**{
+            attr: _parse(name, env[name], _csv) for name, attr in _CONTEXT_KEY_VARIABLES if name in env
+        })
+        values: dict[str, Any] = {}
+        for name, parse, attr in _VARIABLES:
+            if name in env:
+                values[attr] = _parse(name, env[name], parse)
+        settings = cls(ingest=IngestConfig(context_keys=keys, **ingest_values), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):
+            raise ConfigError(
+                "CLICKHOUSE_URL must start with chdb:// (embedded) or http(s):// (a ClickHouse server)"
+            )
+        if self.clickhouse_url.startswith("chdb://") and not self.clickhouse_url.startswith("chdb:///"):
+            raise ConfigError("CLICKHOUSE_URL for embedded ClickHouse must be chdb:///absolute/path")
+        if self.retention_days < 0:
+            raise ConfigError("AI_USAGE_RETENTION_DAYS must be 0 (keep forever) or a positive number of days")
+        try:
+            self.ingest.validate()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    @property
+    def embedded(self) -> bool:
+        return self.clickhouse_url.startswith("chdb://")
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for a start-up log line: secrets replaced by their count."""
+        described: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_keys":
+                value = f"{len(value)} key(s)"
+            elif f.name == "clickhouse_url":
+                value = redact_url(value)
+            elif f.name == "ingest":
+                value = value.describe()
+            described[f.name] = value
+        return described
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def _parse(name: str, raw: str, parse: Any) -> Any:
+    try:
+        return parse(raw)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name}={raw!r} is not valid: {error}") from None
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _optional_port(raw: str) -> int | None:
+    if raw.strip() in ("", "0", "off", "none"):
+        return None
+    port = int(raw)
+    if not 0 < port < 65536:
+        raise ValueError("must be a TCP port (1-65535) or 'off'")
+    return port
+
+
+_VARIABLES: tuple[tuple[str, Any, str], ...] = (
+    ("CLICKHOUSE_URL", str.strip, "clickhouse_url"),
+    ("AI_USAGE_RETENTION_DAYS", int, "retention_days"),
+    ("AI_USAGE_API_KEYS", _csv, "api_keys"),
+    ("AI_USAGE_CORS_ORIGINS", _csv, "cors_origins"),
+    ("AI_USAGE_LOG_LEVEL", lambda raw: raw.strip().upper(), "log_level"),
+)
+
+_INGEST_VARIABLES: tuple[tuple[str, Any, str], ...] = (
+    ("AI_USAGE_MAX_BODY_BYTES", _positive_int, "max_body_bytes"),
+    ("AI_USAGE_MAX_IN_FLIGHT_SPANS", _positive_int, "max_in_flight_spans"),
+    ("AI_USAGE_BATCH_MAX_SPANS", _positive_int, "batch_max_spans"),
+    ("AI_USAGE_BATCH_LINGER_MS", int, "batch_linger_ms"),
+    ("AI_USAGE_EXPORT_TIMEOUT_SECONDS", float, "export_timeout_seconds"),
+    ("AI_USAGE_RETRY_AFTER_SECONDS", _positive_int, "retry_after_seconds"),
+    ("AI_USAGE_CONTEXT_WINDOW_SECONDS", _positive_int, "context_window_seconds"),
+    ("AI_USAGE_IGNORED_SCOPES", _csv, "ignored_scopes"),
+    ("AI_USAGE_INGEST_KEYS", _csv, "ingest_keys"),
+    ("AI_USAGE_GRPC_PORT", _optional_port, "grpc_port"),
+)
+
+_CONTEXT_KEY_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("AI_USAGE_PROFILE_ID_KEYS", "profile_id"),
+    ("AI_USAGE_PROFILE_ALIAS_KEYS", "profile_alias"),
+    ("AI_USAGE_USER_ID_KEYS", "user_id"),
+    ("AI_USAGE_USER_NAME_KEYS", "user_name"),
+)

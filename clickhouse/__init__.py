@@ -1,0 +1,1 @@
+"""Everything that speaks SQL: the connection, the DDL migrations and the analytics queries."""
