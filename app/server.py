@@ -69,7 +69,7 @@ def check_data_directory(settings: Settings) -> None:
     """Fail early, with a clear message, when another process holds the embedded engine."""
     if not settings.embedded:
         return
-    path = Target.parse(settings.clickhouse_url).url[len("chdb://") :]
+    path = Target.parse(settings.clickhouse_url).path
     status = os.path.join(path, "status")
     if not os.path.exists(status):
         return

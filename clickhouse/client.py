@@ -29,6 +29,7 @@ class Target:
     url: str
     database: str
     embedded: bool
+    path: str = ""  # the data directory of an embedded engine
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -38,7 +39,8 @@ class Target:
                 raise ValueError("an embedded CLICKHOUSE_URL must be chdb:///absolute/path")
             query = parse_qs(parsed.query)
             database = query.pop("database", [DEFAULT_DATABASE])[0]
-            return cls(urlunparse(parsed._replace(query=urlencode(query, doseq=True))), database, True)
+            rest = urlencode(query, doseq=True)
+            return cls(f"chdb://{parsed.path}" + (f"?{rest}" if rest else ""), database, True, parsed.path)
         if parsed.scheme in ("http", "https"):
             database = unquote(parsed.path.strip("/")) or DEFAULT_DATABASE
             return cls(urlunparse(parsed._replace(path="")), database, False)

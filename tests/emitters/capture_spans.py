@@ -3,21 +3,28 @@
 Each emitter runs in its own process (instrumentors patch the client libraries globally)::
 
     python capture_spans.py                       # every emitter, one subprocess each
-    python capture_spans.py --emitter openai-v2   # one emitter in this process
-    python capture_spans.py --list
-    python capture_spans.py --json-dir /tmp/caps  # also write <emitter>.json per emitter
-    python capture_spans.py --content             # with message-content capture switched on
+    python capture_spans.py --emitter openai-v2   # one emitter (still in a subprocess with its env)
+    python capture_spans.py --list                # emitters, with the env each needs
+    python capture_spans.py --json-dir /tmp/caps  # also write <emitter>[-content][-parent][-realhost].json
+    python capture_spans.py --content             # message-content capture on (per emitter's own switch)
+    python capture_spans.py --app-parent          # each call inside an application span "app.request"
+    python capture_spans.py --real-host           # clients use http://api.openai.com / http://api.anthropic.com,
+                                                  # with the stub as HTTP proxy (host-derived attributes)
+    python capture_spans.py --alias-httpx         # httpx2.alias_httpx() first: openai-v2 with openai>=3
 
 For every emitter a ``TracerProvider`` with an ``InMemorySpanExporter`` (``SimpleSpanProcessor``) is set as the
 global provider and passed to the instrumentor; a ``LoggerProvider`` with an in-memory log exporter catches
 the GenAI log events that some instrumentations emit instead of span events. Then it makes, without any parent
-span of its own: a chat call, a streamed chat call (with, and for OpenAI also without, usage in the stream),
+span of its own (unless ``--app-parent``): a chat call, a streamed chat call (OpenAI: with and without
+``stream_options.include_usage``; Anthropic: ``messages.create(stream=True)`` and the ``messages.stream`` helper),
 an embeddings call (OpenAI only), and failing calls (model ``missing-model`` -> 404, ``fail-model`` -> 500).
 Clients use ``max_retries=0``. For every call it prints every span: name, kind, scope name/version, trace and
-parent (and which span of the same call the parent is), status, every attribute with its Python type, events.
+parent (and which span of the same call the parent is), status, every attribute with its Python type, events,
+the captured log records, and whether the HTTP request the stub saw carried a ``traceparent`` header.
 
-Emitters (``--list``) and what enables each are in ``EMITTERS`` below. Environment variables an emitter needs
-are set in its process before anything is imported.
+By default content capture is OFF for every emitter (OpenLLMetry and OpenInference capture content out of the
+box; their switches are set here to turn it off); ``--content`` turns it on. The environment each emitter needs
+is in ``EMITTERS`` and is set in its process before anything is imported.
 """
 
 from __future__ import annotations

@@ -1,0 +1,268 @@
+"""Mapping of single spans, one case per row of the contract's alias table."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.config import ContextKeys, IngestConfig
+from ingest.mapping import Mapper, SpanRejected, parse_count
+from tests.support.spans import record
+
+MAPPER = Mapper(IngestConfig())
+
+
+def mapped(attributes, **kwargs):
+    span = record(attributes, **kwargs)
+    found = MAPPER.capability(span)
+    assert found is not None, "expected a model call"
+    return MAPPER.map(span, *found)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "capability"),
+    [
+        ("gen_ai.operation.name", "chat", "Chat"),
+        ("gen_ai.operation.name", "text_completion", "Chat"),
+        ("gen_ai.operation.name", "generate_content", "Chat"),
+        ("gen_ai.operation.name", "embeddings", "Embedding"),
+        ("gen_ai.operation.name", "speech_to_text", "SpeechToText"),
+        ("gen_ai.operation.name", "chat.completions", "Chat"),  # Semantic Kernel
+        ("gen_ai.operation.name", "chat.streaming_completions", "Chat"),
+        ("gen_ai.operation.name", "text.completions", "Chat"),
+        ("gen_ai.operation.name", "text.streaming_completions", "Chat"),
+        ("llm.request.type", "chat", "Chat"),  # OpenLLMetry before 2026
+        ("llm.request.type", "completion", "Chat"),
+        ("llm.request.type", "embedding", "Embedding"),
+        ("openinference.span.kind", "LLM", "Chat"),
+        ("openinference.span.kind", "EMBEDDING", "Embedding"),
+    ],
+)
+def test_model_call_operations_are_operations(key, value, capability):
+    row = mapped({key: value})
+    assert (row.capability, row.operation) == (capability, value)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"gen_ai.operation.name": "invoke_agent", "gen_ai.usage.input_tokens": 10},
+        {"gen_ai.operation.name": "create_agent"},
+        {"gen_ai.operation.name": "invoke_workflow"},
+        {"gen_ai.operation.name": "execute_tool"},
+        {"gen_ai.operation.name": "retrieval"},
+        {"gen_ai.operation.name": "orchestrate_tools"},  # Microsoft.Extensions.AI
+        {"openinference.span.kind": "AGENT", "llm.token_count.prompt": 10},
+        {"openinference.span.kind": "CHAIN"},
+        {"openinference.span.kind": "TOOL"},
+        {"openinference.span.kind": "RETRIEVER"},
+        {"llm.request.type": "rerank"},
+        {"http.request.method": "POST"},
+        # The first operation key present decides, even when a later one says "chat".
+        {"gen_ai.operation.name": "invoke_agent", "llm.request.type": "chat"},
+    ],
+)
+def test_agents_tools_and_other_spans_are_not_operations(attributes):
+    assert MAPPER.capability(record(attributes)) is None
+
+
+@pytest.mark.parametrize(
+    ("attributes", "provider", "raw"),
+    [
+        ({"gen_ai.provider.name": "openai", "gen_ai.system": "anthropic"}, "openai", "openai"),  # first key wins
+        ({"gen_ai.system": "Anthropic"}, "anthropic", "Anthropic"),  # deprecated name
+        ({"llm.vendor": "OpenAI"}, "openai", "OpenAI"),  # OpenLLMetry
+        ({"llm.provider": "azure"}, "azure", "azure"),  # OpenInference, not a known alias
+        ({"llm.system": "MistralAI"}, "mistral_ai", "MistralAI"),
+        ({"gen_ai.system": "az.ai.openai"}, "azure.ai.openai", "az.ai.openai"),
+        ({"gen_ai.system": "az.ai.inference"}, "azure.ai.inference", "az.ai.inference"),
+        ({"gen_ai.system": "vertex_ai"}, "gcp.vertex_ai", "vertex_ai"),
+        ({"gen_ai.system": "gemini"}, "gcp.gemini", "gemini"),
+        ({"gen_ai.system": "xai"}, "x_ai", "xai"),
+        ({"gen_ai.system": "mistralai"}, "mistral_ai", "mistralai"),
+        ({"gen_ai.system": "AWS"}, "aws.bedrock", "AWS"),
+        ({"gen_ai.system": "bedrock"}, "aws.bedrock", "bedrock"),
+        ({"gen_ai.provider.name": "microsoft-foundry"}, "microsoft-foundry", "microsoft-foundry"),  # Umbraco.AI id
+        ({"gen_ai.provider.name": "google"}, "google", "google"),
+        ({"gen_ai.provider.name": "amazon"}, "amazon", "amazon"),
+        ({}, "", ""),
+    ],
+)
+def test_provider_aliases_and_normalisation(attributes, provider, raw):
+    row = mapped({"gen_ai.operation.name": "chat", **attributes})
+    assert (row.provider, row.provider_raw) == (provider, raw)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "request_model", "response_model"),
+    [
+        ({"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06"}, "gpt-4o", "gpt-4o-2024-08-06"),
+        ({"llm.request.model": "gpt-4", "llm.response.model": "gpt-4-0613"}, "gpt-4", "gpt-4-0613"),
+        ({"llm.request.model_name": "claude-3"}, "claude-3", ""),
+        ({"llm.response.model_name": "claude-3-5-sonnet"}, "", "claude-3-5-sonnet"),
+        # OpenInference: the requested model sits in the invocation parameters JSON,
+        # llm.model_name is the model that answered.
+        (
+            {"llm.invocation_parameters": '{"model": "gpt-4o-mini", "temperature": 0}', "llm.model_name": "gpt-4o-mini-2024-07-18"},
+            "gpt-4o-mini",
+            "gpt-4o-mini-2024-07-18",
+        ),
+        ({"llm.model_name": "gpt-4o-mini-2024-07-18"}, "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18"),
+        ({"embedding.model_name": "text-embedding-3-small"}, "text-embedding-3-small", ""),
+        ({"llm.invocation_parameters": "not json", "embedding.model_name": "e5"}, "e5", ""),
+    ],
+)
+def test_model_aliases(attributes, request_model, response_model):
+    row = mapped({"gen_ai.operation.name": "chat", **attributes})
+    assert (row.request_model, row.response_model) == (request_model, response_model)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        # (input, output, total, cache read, cache write, reasoning)
+        ({"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}, (10, 5, 15, 0, 0, 0)),
+        ({"gen_ai.usage.prompt_tokens": 11, "gen_ai.usage.completion_tokens": 6}, (11, 6, 17, 0, 0, 0)),
+        ({"llm.usage.prompt_tokens": 12, "llm.usage.completion_tokens": 7, "llm.usage.total_tokens": 20}, (12, 7, 20, 0, 0, 0)),
+        # Microsoft.Extensions.AI 2024 - mid 2025
+        ({"gen_ai.response.input_tokens": 13, "gen_ai.response.output_tokens": 8}, (13, 8, 21, 0, 0, 0)),
+        # early Semantic Kernel, with -1 meaning unknown
+        ({"gen_ai.response.prompt_tokens": -1, "gen_ai.response.completion_tokens": 9}, (0, 9, 9, 0, 0, 0)),
+        ({"gen_ai.response.prompt_tokens": 14, "gen_ai.response.completion_tokens": -1}, (14, 0, 14, 0, 0, 0)),
+        # OpenInference
+        (
+            {
+                "llm.token_count.prompt": 100,
+                "llm.token_count.completion": 30,
+                "llm.token_count.total": 130,
+                "llm.token_count.prompt_details.cache_read": 80,
+                "llm.token_count.prompt_details.cache_write": 5,
+                "llm.token_count.completion_details.reasoning": 12,
+            },
+            (100, 30, 130, 80, 5, 12),
+        ),
+        ({"gen_ai.usage.total_tokens": 99, "gen_ai.usage.input_tokens": 1}, (1, 0, 99, 0, 0, 0)),
+        ({"gen_ai.usage.cache_read_input_tokens": 3, "gen_ai.usage.cache_creation_input_tokens": 4}, (0, 0, 0, 3, 4, 0)),
+        ({"gen_ai.usage.cache_write.input_tokens": 2, "gen_ai.usage.reasoning_tokens": 1}, (0, 0, 0, 0, 2, 1)),
+        # numbers as strings and doubles; negative totals are unknown
+        ({"gen_ai.usage.input_tokens": "25", "gen_ai.usage.output_tokens": 5.0, "gen_ai.usage.total_tokens": -1}, (25, 5, 30, 0, 0, 0)),
+        ({"gen_ai.usage.input_tokens": "lots", "gen_ai.usage.output_tokens": True}, (0, 0, 0, 0, 0, 0)),
+    ],
+)
+def test_token_aliases(attributes, expected):
+    row = mapped({"gen_ai.operation.name": "chat", **attributes})
+    assert (
+        row.input_tokens,
+        row.output_tokens,
+        row.total_tokens,
+        row.cache_read_tokens,
+        row.cache_write_tokens,
+        row.reasoning_tokens,
+    ) == expected
+
+
+@pytest.mark.parametrize(("value", "count"), [(5, 5), ("5", 5), ("5.0", 5), (5.0, 5), (-1, None), ("-1", None), (2.5, None), ("x", None), (None, None), (False, None)])
+def test_parse_count(value, count):
+    assert parse_count(value) == count
+
+
+def test_failure_from_status_with_exception_event():
+    row = mapped(
+        {"gen_ai.operation.name": "chat"}, status_code=2, status_message="", exception=("openai.NotFoundError", "model not found")
+    )
+    assert (row.succeeded, row.error_type, row.error_message) == (False, "openai.NotFoundError", "model not found")
+
+
+def test_failure_from_error_type_alone():
+    row = mapped({"gen_ai.operation.name": "chat", "error.type": "timeout"})
+    assert (row.succeeded, row.error_type, row.error_message) == (False, "timeout", "")
+
+
+def test_status_message_wins_over_exception_message():
+    row = mapped({"gen_ai.operation.name": "chat", "error.type": "500"}, status_code=2, status_message="server error", exception=("E", "boom"))
+    assert (row.error_type, row.error_message) == ("500", "server error")
+
+
+def test_success_ignores_an_exception_event():
+    row = mapped({"gen_ai.operation.name": "chat"}, status_code=1, exception=("E", "handled"))
+    assert (row.succeeded, row.error_type, row.error_message) == (True, "", "")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "streaming"),
+    [
+        ({"gen_ai.request.stream": True}, True),
+        ({"gen_ai.is_streaming": "true"}, True),
+        ({"llm.is_streaming": False}, False),
+        ({"gen_ai.operation.name": "chat.streaming_completions"}, True),
+        ({}, False),
+    ],
+)
+def test_streaming(attributes, streaming):
+    assert mapped({"gen_ai.operation.name": "chat", **attributes}).streaming is streaming
+
+
+def test_conversation_and_server():
+    row = mapped({"gen_ai.operation.name": "chat", "session.id": "s-1", "server.address": "api.anthropic.com"})
+    assert (row.conversation_id, row.server_address) == ("s-1", "api.anthropic.com")
+    sk = mapped({"gen_ai.operation.name": "chat.completions", "server.address": "https://api.openai.com/v1/"})
+    assert sk.server_address == "api.openai.com", "Semantic Kernel sends a whole URL"
+    both = mapped({"gen_ai.operation.name": "chat", "gen_ai.conversation.id": "c", "session.id": "s"})
+    assert both.conversation_id == "c"
+
+
+def test_context_from_own_span_and_resource():
+    row = mapped(
+        {"gen_ai.operation.name": "chat", "umbraco.ai.profile.id": "p", "umbraco.ai.user.id": "u", "gen_ai.user": "alice"},
+        resource={"service.name": "s", "umbraco.ai.feature.type": "agent", "umbraco.ai.user.name": "Ada"},
+    )
+    assert (row.profile_id, row.user_id, row.user_name, row.feature_type) == ("p", "u", "Ada", "agent")
+
+
+@pytest.mark.parametrize("key", ["user.id", "enduser.id", "gen_ai.user", "llm.user", "traceloop.association.properties.user_id"])
+def test_other_emitters_user_keys(key):
+    assert mapped({"gen_ai.operation.name": "chat", key: "someone"}).user_id == "someone"
+
+
+def test_context_keys_are_configurable():
+    mapper = Mapper(IngestConfig(context_keys=ContextKeys(profile_id=("app.tenant",), user_id=("app.account",))))
+    span = record({"gen_ai.operation.name": "chat", "app.tenant": "t1", "app.account": "a1", "umbraco.ai.user.id": "ignored"})
+    row = mapper.map(span, *mapper.capability(span))
+    assert (row.profile_id, row.user_id) == ("t1", "a1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"trace_id": "0" * 32}, "trace id"),
+        ({"trace_id": "abc"}, "trace id"),
+        ({"span": "0" * 16}, "span id"),
+        ({"parent": "xyz"}, "parent span id"),
+        ({"start": 0}, "start time"),
+        ({"start": 253402300799 * 10**9}, "start time"),  # year 9999
+        ({"duration": -5}, "end time is before start time"),
+    ],
+)
+def test_unusable_spans_are_rejected_with_a_reason(kwargs, problem):
+    span = record({"gen_ai.operation.name": "chat"}, **kwargs)
+    with pytest.raises(SpanRejected, match=problem):
+        MAPPER.map(span, *MAPPER.capability(span))
+
+
+def test_remaining_attributes_are_strings_and_bounded():
+    row = mapped(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "m",
+            "flag": True,
+            "count": 3,
+            "ratio": 0.5,
+            "tags": ["a", 1],
+            "nested": {"k": [1, 2]},
+            "huge": "x" * 100_000,
+        }
+    )
+    attributes = row.attributes
+    assert attributes["flag"] == "true" and attributes["count"] == "3" and attributes["ratio"] == "0.5"
+    assert attributes["tags"] == '["a", 1]' and attributes["nested"] == '{"k": [1, 2]}'
+    assert len(attributes["huge"]) == 16_385 and attributes["huge"].endswith("…")
+    assert "gen_ai.request.model" not in attributes and "gen_ai.operation.name" not in attributes
