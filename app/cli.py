@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("migrate", help="apply the ClickHouse migrations and the retention setting, then exit")
 
+    generate = commands.add_parser("generate", help="write synthetic operations straight into ClickHouse (benchmarks, demos)")
+    generate.add_argument("--operations", type=int, required=True, help="number of operations to write")
+    generate.add_argument("--days", type=int, required=True, help="spread them over this many days, ending now")
+    generate.add_argument("--seed", type=int, default=1, help="same seed, same data")
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -38,26 +43,45 @@ def main(argv: list[str] | None = None) -> int:
             run_server(settings, ServeOptions(host=args.host, port=args.port, role=args.role, workers=args.workers, threads=args.threads))
         elif args.command == "migrate":
             return _migrate(settings)
+        elif args.command == "generate":
+            return _generate(settings, args.operations, args.days, args.seed)
     except ConfigError as error:
         print(f"ai-usage: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def _migrate(settings: Settings) -> int:
+def _open_migrated(settings: Settings):
     from app.server import check_data_directory
     from clickhouse.client import Database
     from clickhouse.migrate import migrate
 
     check_data_directory(settings)
     database = Database(settings.clickhouse_url)
-    try:
-        database.ensure_database()
-        applied = migrate(database.client(), settings.retention_days)
-    finally:
-        database.close()
+    database.ensure_database()
+    applied = migrate(database.client(), settings.retention_days)
+    return database, applied
+
+
+def _migrate(settings: Settings) -> int:
+    database, applied = _open_migrated(settings)
+    database.close()
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing to apply"
     print(f"ai-usage: migrations: {names}")
+    return 0
+
+
+def _generate(settings: Settings, operations: int, days: int, seed: int) -> int:
+    from clickhouse.synthetic import generate
+
+    if operations <= 0 or days <= 0:
+        raise ConfigError("--operations and --days must be positive")
+    database, _ = _open_migrated(settings)
+    try:
+        written = generate(database, operations=operations, days=days, seed=seed)
+    finally:
+        database.close()
+    print(f"ai-usage: wrote {written} synthetic operations over {days} days")
     return 0
 
 

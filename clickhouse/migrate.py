@@ -39,9 +39,10 @@ ORDER BY version
 """
 
 # Tables whose rows expire after the retention period, with the expression of
-# a row's time. Rollup tables are listed by the migrations that create them.
+# a row's time.
 RETAINED_TABLES: dict[str, str] = {
     "operations": "toDateTime(timestamp)",
+    "usage_hourly": "hour",
 }
 
 _TTL_DAYS = re.compile(r"TTL .*toIntervalDay\((?:_CAST\()?(\d+)")
