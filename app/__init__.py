@@ -30,6 +30,7 @@ class Runtime:
     database: Database
     role: str
     ingest: IngestService | None = None
+    grpc_port: int | None = None
     closers: list = field(default_factory=list)
 
     def close(self, timeout: float = 30.0) -> bool:
@@ -68,11 +69,7 @@ def create_app(settings: Settings | None = None, role: str = "all") -> Flask:
     health.init_app(app, runtime)
 
     if role in ("all", "ingest"):
-        from ingest.http import create_blueprint
-
-        runtime.ingest = IngestService(settings.ingest, OperationStore(database))
-        runtime.ingest.start()
-        app.register_blueprint(create_blueprint(runtime.ingest, settings.ingest.max_body_bytes))
+        _start_ingest(app, runtime)
 
     if role in ("all", "api"):
         from app import api
@@ -80,6 +77,25 @@ def create_app(settings: Settings | None = None, role: str = "all") -> Flask:
         api.init_app(app, runtime)
 
     return app
+
+
+def _start_ingest(app: Flask, runtime: Runtime) -> None:
+    from app.auth import ingest_authorizer
+    from ingest.http import create_blueprint
+
+    config = runtime.settings.ingest
+    authorize = ingest_authorizer(config.ingest_keys, runtime.settings.api_keys)
+    runtime.ingest = IngestService(config, OperationStore(runtime.database), runtime.settings.retention_days)
+    runtime.ingest.start()
+    app.register_blueprint(create_blueprint(runtime.ingest, config.max_body_bytes, authorize))
+    if config.grpc_port is not None:
+        from ingest.grpc import GrpcReceiver
+
+        receiver = GrpcReceiver(runtime.ingest, config.grpc_host, config.grpc_port, config.max_body_bytes, authorize=authorize)
+        receiver.start()
+        runtime.grpc_port = receiver.port
+        # Stopped before the writer drains, so no call arrives after the drain.
+        runtime.closers.append(receiver.stop)
 
 
 def runtime_of(app: Flask) -> Runtime:

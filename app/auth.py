@@ -11,7 +11,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from ingest.errors import Forbidden, Unauthenticated
 
 
 class Verdict(enum.Enum):
@@ -69,3 +71,20 @@ def check(authorization: str | None, own: KeyRing, other: KeyRing) -> Verdict:
     if token in other:
         return Verdict.WRONG_KIND
     return Verdict.UNKNOWN
+
+
+def ingest_authorizer(ingest_keys: Iterable[str], analytics_keys: Iterable[str]) -> Callable[[str | None], None] | None:
+    """The check both OTLP transports run on each export; None when ingest is open."""
+    own, other = KeyRing(ingest_keys), KeyRing(analytics_keys)
+    if not own:
+        return None
+
+    def authorize(authorization: str | None) -> None:
+        verdict = check(authorization, own, other)
+        if verdict is Verdict.GRANTED:
+            return
+        if verdict is Verdict.WRONG_KIND:
+            raise Forbidden("an analytics key cannot export spans; use an ingest key")
+        raise Unauthenticated(f"{verdict.value}: send Authorization: Bearer <ingest key>")
+
+    return authorize

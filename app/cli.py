@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the OTLP receiver and the analytics API")
     serve.add_argument("--host", default=os.environ.get("AI_USAGE_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("AI_USAGE_PORT", "4318")), help="HTTP port for OTLP/HTTP and the API (default 4318)")
+    serve.add_argument("--grpc-port", type=int, default=None, help="also serve OTLP/gRPC on this port (conventionally 4317); overrides AI_USAGE_GRPC_PORT")
     serve.add_argument("--role", choices=("all", "ingest", "api"), default=os.environ.get("AI_USAGE_ROLE", "all"))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("AI_USAGE_WORKERS", "1")), help="worker processes (1 with embedded ClickHouse)")
     serve.add_argument("--threads", type=int, default=int(os.environ.get("AI_USAGE_THREADS", "32")), help="threads per worker")
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from app.server import ServeOptions, serve as run_server
 
+            settings = _with_grpc(settings, args.host, args.grpc_port)
             run_server(settings, ServeOptions(host=args.host, port=args.port, role=args.role, workers=args.workers, threads=args.threads))
         elif args.command == "migrate":
             return _migrate(settings)
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai-usage: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _with_grpc(settings: Settings, host: str, grpc_port: int | None) -> Settings:
+    port = grpc_port if grpc_port is not None else settings.ingest.grpc_port
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError("--grpc-port must be a TCP port (1-65535)")
+    ingest = dataclasses.replace(settings.ingest, grpc_port=port, grpc_host=host)
+    return dataclasses.replace(settings, ingest=ingest)
 
 
 def _open_migrated(settings: Settings):

@@ -69,8 +69,10 @@ class IngestConfig:
     ignored_scopes: tuple[str, ...] = ()
     # Bearer keys for OTLP exports; empty means ingest is open.
     ingest_keys: tuple[str, ...] = ()
-    # OTLP/gRPC port; None serves OTLP/HTTP only.
+    # OTLP/gRPC port (4317 by convention); None serves OTLP/HTTP only.
     grpc_port: int | None = None
+    # Address the gRPC server binds; `ai-usage serve --host` sets it too.
+    grpc_host: str = "127.0.0.1"
     context_keys: ContextKeys = field(default_factory=ContextKeys)
 
     def validate(self) -> None:

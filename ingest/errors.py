@@ -13,7 +13,6 @@ from __future__ import annotations
 # google.rpc.Code values
 INVALID_ARGUMENT = 3
 PERMISSION_DENIED = 7
-RESOURCE_EXHAUSTED = 8
 UNAVAILABLE = 14
 UNAUTHENTICATED = 16
 
@@ -48,8 +47,9 @@ class MethodNotAllowed(PermanentError):
 
 
 class PayloadTooLarge(PermanentError):
+    # Not RESOURCE_EXHAUSTED: the Python exporter retries that code, and the
+    # same body can never fit.
     http_status = 413
-    grpc_code = RESOURCE_EXHAUSTED
 
 
 class Unauthenticated(PermanentError):
@@ -63,7 +63,8 @@ class Forbidden(PermanentError):
 
 
 class RetryableError(IngestError):
-    """Nothing was stored; the same request can succeed a moment later."""
+    """The client should send the same request again shortly. Anything stored
+    meanwhile by this attempt is recognised as a duplicate then."""
 
     http_status = 503
     grpc_code = UNAVAILABLE

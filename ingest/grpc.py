@@ -1,0 +1,95 @@
+"""OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+
+A thin transport over the same core `export()` as OTLP/HTTP. grpc itself
+enforces the size limit (its receive limit, raised from 4 MiB to the body
+limit, applies after decompression, so a gzip bomb is refused by grpc core
+with RESOURCE_EXHAUSTED) and handles `grpc-encoding: gzip`.
+Retryable errors carry a RetryInfo both as `google.rpc.retryinfo-bin`
+(what the Python exporter reads) and inside `grpc-status-details-bin`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from ingest.codec import spans_from_message
+from ingest.errors import IngestError, RetryableError
+from ingest.pipeline import IngestService
+
+log = logging.getLogger(__name__)
+
+Authorizer = Callable[[str | None], None]
+
+
+class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, service: IngestService, authorize: Authorizer | None = None):
+        self.service = service
+        self.authorize = authorize
+
+    def Export(self, request, context):  # noqa: N802 - the generated servicer's name
+        try:
+            if self.authorize is not None:
+                self.authorize(_metadata(context, "authorization"))
+            result = self.service.export(spans_from_message(request))
+        except IngestError as error:
+            _abort(context, error)
+        response = trace_service_pb2.ExportTraceServiceResponse()
+        if result.rejected_spans:
+            response.partial_success.rejected_spans = result.rejected_spans
+            response.partial_success.error_message = result.error_message
+        return response
+
+
+def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value
+    return None
+
+
+def _abort(context: grpc.ServicerContext, error: IngestError) -> None:
+    code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.INTERNAL)
+    if isinstance(error, RetryableError):
+        retry = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=error.retry_after_seconds))
+        status = status_pb2.Status(code=error.grpc_code, message=error.message)
+        status.details.add().Pack(retry)
+        context.set_trailing_metadata(
+            (("google.rpc.retryinfo-bin", retry.SerializeToString()), ("grpc-status-details-bin", status.SerializeToString()))
+        )
+    context.abort(code, error.message)
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class GrpcReceiver:
+    """The gRPC server, started and stopped with the service."""
+
+    def __init__(self, service: IngestService, host: str, port: int, max_message_bytes: int, threads: int = 16,
+                 authorize: Authorizer | None = None):
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # Several instances on one machine must not share a port silently.
+            ("grpc.so_reuseport", 0),
+        ]
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"), options=options)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(service, authorize), self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind OTLP/gRPC to {host}:{port}")
+
+    def start(self) -> None:
+        self.server.start()
+        log.info("OTLP/gRPC listening on port %d", self.port)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let running ones finish for up to `grace` seconds."""
+        self.server.stop(grace).wait(grace + 1)
