@@ -129,16 +129,21 @@ class Batcher(Generic[Item]):
 
     def _next_group(self) -> list[Ticket[Item]] | None:
         with self._cond:
-            while not self._queue:
+            while True:
+                if self._storage_down and not self._closing:
+                    # Exports are refused while down, so nothing would wake
+                    # this thread: probe until storage answers.
+                    self._cond.release()
+                    try:
+                        self._wait_for_storage()
+                    finally:
+                        self._cond.acquire()
+                    continue
+                if self._queue:
+                    break
                 if self._closing:
                     return None
                 self._cond.wait(0.5)
-            if self._storage_down and not self._closing:
-                self._cond.release()
-                try:
-                    self._wait_for_storage()
-                finally:
-                    self._cond.acquire()
             # Linger briefly so concurrent exports share one insert.
             deadline = time.monotonic() + self._linger
             while not self._closing and self._queued_spans() < self._batch_max:

@@ -9,6 +9,7 @@ carry context are `ingest.context`'s job, which refines these rows.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +36,10 @@ class SpanRejected(ValueError):
 
 
 class Mapper:
-    def __init__(self, config: IngestConfig):
+    def __init__(self, config: IngestConfig, retention_days: int = 0):
+        # Older spans would be dropped by the table TTL as they are inserted;
+        # rejecting them says so to the client instead of acknowledging them.
+        self.retention_ns = retention_days * 86_400 * 10**9
         self.context_keys = config.context_keys
         self.ignored_scopes = frozenset(config.ignored_scopes)
         self._context_key_set = config.context_keys.all_keys()
@@ -68,9 +72,13 @@ class Mapper:
                 found[key] = value if isinstance(value, str) else str(value)
         return found
 
-    def map(self, record: SpanRecord, capability: str, operation: str) -> Operation:
+    def oldest_start_ns(self) -> int:
+        """Spans starting before this are past retention (0: no limit). Read once per export."""
+        return time.time_ns() - self.retention_ns if self.retention_ns else 0
+
+    def map(self, record: SpanRecord, capability: str, operation: str, oldest_ns: int = 0) -> Operation:
         """The first state (sign +1, version 1) of the operation a model-call span records."""
-        _validate(record)
+        _validate(record, oldest_ns)
         attributes = record.attributes
         used: list[str] = []
 
@@ -184,7 +192,7 @@ def remaining_attributes(attributes: Mapping[str, Any], used: list[str]) -> dict
     return kept
 
 
-def _validate(record: SpanRecord) -> None:
+def _validate(record: SpanRecord, oldest_ns: int) -> None:
     problem = None
     if not _is_id(record.trace_id, 32):
         problem = "trace id must be 16 non-zero bytes"
@@ -196,6 +204,8 @@ def _validate(record: SpanRecord) -> None:
         problem = "start time is outside 1971-2200"
     elif record.end_ns < record.start_ns:
         problem = "end time is before start time"
+    elif record.start_ns < oldest_ns:
+        problem = "start time is older than the retention period"
     if problem:
         shown = record.span_id if _is_id(record.span_id, 16) else "?"
         raise SpanRejected(f"span {shown} ({record.name[:80]!r}): {problem}")

@@ -51,10 +51,10 @@ class MappedExport:
 
 
 class IngestService:
-    def __init__(self, config: IngestConfig, store: Store):
+    def __init__(self, config: IngestConfig, store: Store, retention_days: int = 0):
         self.config = config
         self.store = store
-        self.mapper = Mapper(config)
+        self.mapper = Mapper(config, retention_days)
         self.resolver = ContextResolver(config.context_keys, config.context_window_seconds)
         self.batcher: Batcher[MappedExport] = Batcher(
             self._commit,
@@ -91,6 +91,7 @@ class IngestService:
         mapped = MappedExport()
         rejections: list[str] = []
         resource_contexts: dict[int, dict[str, str]] = {}
+        oldest_ns = mapper.oldest_start_ns()
         for record in spans:
             context = mapper.context_values(record.attributes)
             mapped.facts.append(
@@ -100,7 +101,7 @@ class IngestService:
             if found is None or mapper.is_ignored(record):
                 continue
             try:
-                row = mapper.map(record, *found)
+                row = mapper.map(record, *found, oldest_ns=oldest_ns)
             except SpanRejected as rejection:
                 rejections.append(str(rejection))
                 continue

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from tests.e2e.test_otlp_protocol import PROTO, chat_request
 from tests.support.otel import Recorder, export, http_exporter
 from tests.support.service import REPO, ServiceProcess, read_table
 
@@ -21,6 +23,12 @@ def test_serve_receives_exports_and_stores_them(tmp_path):
             tracer.start_span(f"chat {i}", attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": i + 1}).end()
         export(http_exporter(f"{service.url}/v1/traces", "protobuf", gzip=True), recorder.take())
         assert requests.get(f"{service.url}/health/live", timeout=5).json() == {"status": "ok"}
+        # Older than the default 400-day retention: the TTL would drop it on insert, so it is refused visibly.
+        stale = chat_request(start=1_600_000_000_000_000_000).SerializeToString()
+        answer = requests.post(f"{service.url}/v1/traces", data=stale, headers=PROTO, timeout=10)
+        partial = ExportTraceServiceResponse.FromString(answer.content).partial_success
+        assert (answer.status_code, partial.rejected_spans) == (200, 1)
+        assert "older than the retention period" in partial.error_message
     finally:
         assert service.stop(signal.SIGTERM) == 0, service.output()
     rows = read_table(tmp_path / "data", "SELECT sum(sign) AS n, sum(sign * input_tokens) AS tokens FROM operations")

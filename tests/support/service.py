@@ -40,7 +40,7 @@ def service_settings(chdb_dir: Path, **overrides) -> Settings:
     """Settings for an in-process service with a fresh database; ingest fields may be overridden."""
     ingest_fields = {f.name for f in dataclasses.fields(IngestConfig)}
     ingest_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ingest_fields}
-    ingest = IngestConfig(batch_linger_ms=2, **ingest_overrides)
+    ingest = IngestConfig(**{"batch_linger_ms": 2, **ingest_overrides})
     database = f"t_{uuid.uuid4().hex[:12]}"
     return Settings(clickhouse_url=f"chdb://{chdb_dir}?database={database}", retention_days=0, ingest=ingest, **overrides)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ingest.config import ContextKeys, IngestConfig
@@ -266,3 +268,15 @@ def test_remaining_attributes_are_strings_and_bounded():
     assert attributes["tags"] == '["a", 1]' and attributes["nested"] == '{"k": [1, 2]}'
     assert len(attributes["huge"]) == 16_385 and attributes["huge"].endswith("…")
     assert "gen_ai.request.model" not in attributes and "gen_ai.operation.name" not in attributes
+
+
+def test_spans_older_than_the_retention_period_are_rejected():
+    mapper = Mapper(IngestConfig(), retention_days=30)
+    now = time.time_ns()
+    fresh = record({"gen_ai.operation.name": "chat"}, start=now - 29 * 86_400 * 10**9)
+    stale = record({"gen_ai.operation.name": "chat"}, start=now - 31 * 86_400 * 10**9)
+    oldest = mapper.oldest_start_ns()
+    assert mapper.map(fresh, "Chat", "chat", oldest).timestamp_ns == fresh.start_ns
+    with pytest.raises(SpanRejected, match="older than the retention period"):
+        mapper.map(stale, "Chat", "chat", oldest)
+    assert Mapper(IngestConfig()).oldest_start_ns() == 0, "retention 0 keeps everything"
