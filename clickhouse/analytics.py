@@ -1,0 +1,423 @@
+"""Every query the analytics API and the audit log run: one parameterised query per request.
+
+Plan for a time range [start, end): the whole hours inside it come from the
+`usage_hourly` rollup, the partial hours at its edges from `operations`
+(sign-weighted, so cancelled states drop out). Both are shaped alike as
+(hour, key, name, sums) and joined with UNION ALL inside one query; the outer
+query aggregates that. A range inside one hour reads `operations` only.
+See clickhouse/README.md for why rows are never updated.
+
+SQL text is built only from constants of this module and of the dimension
+registry (app/api/dimensions.py); every value travels as a bound
+`{name:Type}` parameter.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+from clickhouse.client import Database
+
+HOUR_NS = 3_600 * 10**9
+# Time ranges are clamped to what both tables can hold: `usage_hourly.hour`
+# is a DateTime (1970 to 2106) and the ingester accepts 1971-2200 only, so
+# nothing stored lies outside and the answers stay the same.
+MIN_NS = 0
+MAX_NS = (2**32 - 1) // 3_600 * HOUR_NS
+
+
+class Grouping(Protocol):
+    """What a query needs of a dimension (app/api/dimensions.py holds the real ones)."""
+
+    @property
+    def rollup(self) -> str: ...  # `usage_hourly.dimension`
+
+    @property
+    def key_sql(self) -> str: ...  # the key over `operations`, as the view in 0002 computes it
+
+    @property
+    def name_sql(self) -> str: ...  # the display name over `operations`, '' when none
+
+    @property
+    def unknown_label(self) -> str: ...  # the key shown for an empty key
+
+
+@dataclass(frozen=True)
+class _Everything:
+    """The 'all' rollup: one group, for the summary and the time series."""
+
+    rollup: str = "all"
+    key_sql: str = "''"
+    name_sql: str = "''"
+    unknown_label: str = ""
+
+
+EVERYTHING = _Everything()
+
+
+class Granularity(enum.Enum):
+    """Bucket sizes; the value is the bucket of the UTC hour column `hour`."""
+
+    HOUR = "hour"
+    DAY = "toStartOfDay(hour)"
+    # ISO weeks start on Monday.
+    WEEK = "toDateTime(toMonday(hour), 'UTC')"
+    MONTH = "toDateTime(toStartOfMonth(hour), 'UTC')"
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start_ns, end_ns) in UTC nanoseconds since the epoch."""
+
+    start_ns: int
+    end_ns: int
+
+    def clamped(self) -> Period:
+        start = min(max(self.start_ns, MIN_NS), MAX_NS)
+        return Period(start, min(max(self.end_ns, start), MAX_NS))
+
+
+@dataclass(frozen=True)
+class Summary:
+    total_requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    success_count: int
+    failure_count: int
+    success_rate: float
+    average_duration_ms: int
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    timestamp: datetime
+    request_count: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    success_count: int
+    failure_count: int
+
+
+@dataclass(frozen=True)
+class BreakdownItem:
+    dimension: str
+    dimension_name: str | None
+    request_count: int
+    total_tokens: int
+    percentage: float
+
+
+# Sign-weighted sums of `operations`, under the names of `usage_hourly`'s columns.
+_RAW_SUMS = """
+    sum(sign) AS requests,
+    sum(sign * input_tokens) AS input_tokens,
+    sum(sign * output_tokens) AS output_tokens,
+    sum(sign * total_tokens) AS total_tokens,
+    sum(sign * succeeded) AS successes,
+    sum(sign * (1 - succeeded)) AS failures,
+    sum(sign * duration_ns) AS duration_ns"""
+
+_ROLLUP_SUMS = """
+    sum(requests) AS requests,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(total_tokens) AS total_tokens,
+    sum(successes) AS successes,
+    sum(failures) AS failures,
+    sum(duration_ns) AS duration_ns"""
+
+_ROLLUP_SLICES = f"""
+SELECT hour, key, name,{_ROLLUP_SUMS}
+FROM usage_hourly
+WHERE dimension = {{dimension:String}}
+  AND hour >= toDateTime({{whole_start:Int64}}, 'UTC') AND hour < toDateTime({{whole_end:Int64}}, 'UTC')
+GROUP BY hour, key, name"""
+
+_RAW_RANGE = (
+    "(timestamp >= fromUnixTimestamp64Nano({{{0}_start:Int64}}, 'UTC')"
+    " AND timestamp < fromUnixTimestamp64Nano({{{0}_end:Int64}}, 'UTC'))"
+)
+
+_RAW_SLICES = """
+SELECT toStartOfHour(toDateTime(timestamp, 'UTC')) AS hour, {key_sql} AS key, {name_sql} AS name,{sums}
+FROM operations
+WHERE {ranges}
+GROUP BY hour, key, name"""
+
+_SUMMARY = """
+SELECT
+    sum(requests), sum(input_tokens), sum(output_tokens), sum(total_tokens),
+    sum(successes), sum(failures), sum(duration_ns)
+FROM ({slices})"""
+
+_SERIES = """
+SELECT
+    toUnixTimestamp({bucket}) AS bucket,
+    sum(requests) AS request_count, sum(input_tokens), sum(output_tokens), sum(total_tokens),
+    sum(successes), sum(failures)
+FROM ({slices})
+GROUP BY bucket
+HAVING request_count > 0
+ORDER BY bucket"""
+
+# The display name of a key is the name of the latest hour in which the key
+# has a positive count with that name (ties: the greatest name). Computed on
+# the (hour, key, name) slices, so rollup and raw rows follow the same rule.
+_BREAKDOWN = """
+SELECT
+    if(key = '', {{unknown:String}}, key) AS dimension,
+    if(key = '', '', argMaxIf(name, (hour, name), requests > 0)) AS dimension_name,
+    sum(requests) AS request_count,
+    sum(total_tokens) AS tokens,
+    request_count * 100 / sum(request_count) OVER () AS percentage
+FROM ({slices})
+GROUP BY key
+HAVING request_count > 0
+ORDER BY request_count DESC, dimension ASC"""
+
+
+def slices(grouping: Grouping, period: Period) -> tuple[str, dict[str, Any]]:
+    """The (hour, key, name, sums) rows of a period: rollup for whole hours, raw rows at the edges."""
+    period = period.clamped()
+    start, end = period.start_ns, period.end_ns
+    whole_start = -(-start // HOUR_NS) * HOUR_NS
+    whole_end = end // HOUR_NS * HOUR_NS
+    parameters: dict[str, Any] = {}
+    parts: list[str] = []
+    if whole_start < whole_end:
+        parts.append(_ROLLUP_SLICES)
+        parameters.update(dimension=grouping.rollup, whole_start=whole_start // 10**9, whole_end=whole_end // 10**9)
+        edges = {"head": (start, whole_start), "tail": (whole_end, end)}
+        raw = {name: bounds for name, bounds in edges.items() if bounds[0] < bounds[1]}
+    else:
+        raw = {"span": (start, end)}
+    if raw:
+        ranges = " OR ".join(_RAW_RANGE.format(name) for name in raw)
+        parts.append(_RAW_SLICES.format(key_sql=grouping.key_sql, name_sql=grouping.name_sql, sums=_RAW_SUMS, ranges=ranges))
+        for name, (low, high) in raw.items():
+            parameters[f"{name}_start"], parameters[f"{name}_end"] = low, high
+    return "\nUNION ALL\n".join(parts), parameters
+
+
+def summary(database: Database, period: Period) -> Summary:
+    sql, parameters = slices(EVERYTHING, period)
+    row = _query(database, _SUMMARY.format(slices=sql), parameters)[0]
+    requests, input_tokens, output_tokens, total_tokens, successes, failures, duration_ns = (int(v) for v in row)
+    return Summary(
+        total_requests=requests,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total_tokens,
+        success_count=successes,
+        failure_count=failures,
+        success_rate=successes / requests if requests > 0 else 0.0,
+        # From the integer nanosecond sum, so no float rounding moves the floor.
+        average_duration_ms=duration_ns // (requests * 1_000_000) if requests > 0 else 0,
+    )
+
+
+def time_series(database: Database, period: Period, granularity: Granularity) -> list[SeriesPoint]:
+    sql, parameters = slices(EVERYTHING, period)
+    rows = _query(database, _SERIES.format(bucket=granularity.value, slices=sql), parameters)
+    return [
+        SeriesPoint(datetime.fromtimestamp(bucket, UTC), *(int(v) for v in sums))
+        for bucket, *sums in rows
+    ]
+
+
+def breakdown(database: Database, grouping: Grouping, period: Period) -> list[BreakdownItem]:
+    sql, parameters = slices(grouping, period)
+    parameters["unknown"] = grouping.unknown_label
+    rows = _query(database, _BREAKDOWN.format(slices=sql), parameters)
+    return [
+        BreakdownItem(dimension, name or None, int(requests), int(tokens), float(percentage))
+        for dimension, name, requests, tokens, percentage in rows
+    ]
+
+
+# --- Audit log: live states of single operations ------------------------------------
+
+AUDIT_STATUSES = {"Succeeded": True, "Failed": False}
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    status: str | None = None  # a key of AUDIT_STATUSES
+    user_id: str | None = None
+    profile_id: str | None = None
+    provider_id: str | None = None
+    entity_id: str | None = None
+    from_ns: int | None = None  # inclusive
+    to_ns: int | None = None  # inclusive
+    search_text: str | None = None
+    skip: int = 0
+    take: int = 100
+
+
+class MetadataEntry(NamedTuple):
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    trace_id: str
+    span_id: str
+    start_ns: int
+    duration_ns: int
+    status: str
+    capability: str
+    provider_id: str | None
+    model_id: str | None
+    profile_id: str | None
+    profile_alias: str | None
+    user_id: str | None
+    user_name: str | None
+    entity_id: str | None
+    entity_type: str | None
+    feature_type: str | None
+    feature_id: str | None
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    error_message: str | None
+    metadata: list[MetadataEntry] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The audit id: trace id + span id, 48 hex characters, unique per operation."""
+        return self.trace_id + self.span_id
+
+    @property
+    def duration_ms(self) -> int:
+        return self.duration_ns // 1_000_000
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.duration_ns
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditEntry]
+    total: int
+
+
+def _text(column: str) -> str:
+    """A text column of the live row; '' (not set) as NULL."""
+    return f"nullIf(toString(argMax({column}, sign)), '')"
+
+
+# Columns of one live state, in AuditEntry order, as (alias, expression). A
+# cancel row copies the state it cancels, so a version whose signs sum to
+# more than 0 has a +1 row, and argMax(x, sign) reads that row. Aliases are
+# prefixed so that they never shadow a column inside another expression.
+_ENTRY: tuple[tuple[str, str], ...] = (
+    ("e_trace_id", "trace_id"),
+    ("e_span_id", "span_id"),
+    ("e_start_ns", "toUnixTimestamp64Nano(timestamp)"),
+    ("e_duration_ns", "argMax(duration_ns, sign)"),
+    ("e_status", "if(argMax(succeeded, sign), 'Succeeded', 'Failed')"),
+    ("e_capability", "toString(argMax(capability, sign))"),
+    ("e_provider", _text("provider")),
+    ("e_model", _text("if(request_model != '', request_model, response_model)")),
+    ("e_profile_id", _text("profile_id")),
+    ("e_profile_alias", _text("profile_alias")),
+    ("e_user_id", _text("user_id")),
+    ("e_user_name", _text("user_name")),
+    ("e_entity_id", _text("entity_id")),
+    ("e_entity_type", _text("entity_type")),
+    ("e_feature_type", _text("feature_type")),
+    ("e_feature_id", _text("feature_id")),
+    ("e_input_tokens", "argMax(input_tokens, sign)"),
+    ("e_output_tokens", "argMax(output_tokens, sign)"),
+    ("e_total_tokens", "argMax(total_tokens, sign)"),
+    ("e_error_message", _text("error_message")),
+    ("e_attributes", "argMax(attributes, sign)"),
+)
+_ENTRY_ALIASES = ", ".join(alias for alias, _ in _ENTRY)
+
+_LIVE_STATES = """
+SELECT
+    {columns}
+FROM operations
+WHERE {{conditions}}
+GROUP BY timestamp, trace_id, span_id, version
+HAVING sum(sign) > 0""".format(columns=",\n    ".join(f"{expression} AS {alias}" for alias, expression in _ENTRY) + ",\n    version")
+
+# Filters of the audit list; each is a constant fragment whose values are bound.
+_AUDIT_CONDITIONS: dict[str, str] = {
+    "status": "succeeded = {status:Bool}",
+    "user_id": "user_id = {user_id:String}",
+    "profile_id": "profile_id = {profile_id:String}",
+    "provider_id": "provider = {provider_id:String}",
+    "entity_id": "entity_id = {entity_id:String}",
+    "from_ns": "timestamp >= fromUnixTimestamp64Nano({from_ns:Int64}, 'UTC')",
+    "to_ns": "timestamp <= fromUnixTimestamp64Nano({to_ns:Int64}, 'UTC')",
+    "search_text": (
+        "(positionCaseInsensitiveUTF8(request_model, {search_text:String}) > 0"
+        " OR positionCaseInsensitiveUTF8(response_model, {search_text:String}) > 0"
+        " OR positionCaseInsensitiveUTF8(error_message, {search_text:String}) > 0)"
+    ),
+}
+
+# One query: the count of all matches and the requested page, newest first.
+# The page comes back as one array, so an empty page still carries the total.
+_AUDIT_PAGE = f"""
+WITH live AS ({{live}})
+SELECT
+    (SELECT count() FROM live) AS total,
+    (SELECT groupArray(entry) FROM (
+        SELECT tuple({_ENTRY_ALIASES}) AS entry FROM live
+        ORDER BY e_start_ns DESC, e_trace_id DESC, e_span_id DESC
+        LIMIT {{{{take:UInt32}}}} OFFSET {{{{skip:UInt64}}}}
+    )) AS page"""
+
+_AUDIT_ONE = f"""
+SELECT {_ENTRY_ALIASES} FROM ({{live}})
+ORDER BY version DESC
+LIMIT 1"""
+
+
+def audit_page(database: Database, wanted: AuditFilter) -> AuditPage:
+    conditions = ["1"]
+    parameters: dict[str, Any] = {"skip": wanted.skip, "take": wanted.take}
+    for name, fragment in _AUDIT_CONDITIONS.items():
+        value = getattr(wanted, name)
+        if value is None:
+            continue
+        if name == "from_ns":
+            value = max(value, MIN_NS)
+        elif name == "to_ns":
+            value = min(value, MAX_NS)
+        elif name == "status":
+            value = AUDIT_STATUSES[value]
+        conditions.append(fragment)
+        parameters[name] = value
+    live = _LIVE_STATES.format(conditions=" AND ".join(conditions))
+    total, page = _query(database, _AUDIT_PAGE.format(live=live), parameters)[0]
+    entries = [_entry(row) for row in page]
+    # groupArray need not keep the subquery's order; the tuple has the sort key.
+    entries.sort(key=lambda e: (e.start_ns, e.trace_id, e.span_id), reverse=True)
+    return AuditPage(entries, int(total))
+
+
+def audit_entry(database: Database, trace_id: str, span_id: str) -> AuditEntry | None:
+    live = _LIVE_STATES.format(conditions="trace_id = {trace_id:String} AND span_id = {span_id:String}")
+    rows = _query(database, _AUDIT_ONE.format(live=live), {"trace_id": trace_id, "span_id": span_id})
+    return _entry(rows[0]) if rows else None
+
+
+def _entry(row: Sequence[Any]) -> AuditEntry:
+    *values, attributes = row
+    return AuditEntry(*values, metadata=[MetadataEntry(k, v) for k, v in sorted(attributes.items())])
+
+
+def _query(database: Database, sql: str, parameters: dict[str, Any]) -> list[Sequence[Any]]:
+    return database.client().query(sql, parameters=parameters).result_rows
