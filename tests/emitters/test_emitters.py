@@ -10,9 +10,12 @@ exactly one operation whose columns match what the stub's token rule and the emi
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from tests.emitters.conftest import current_rows, drive, totals
 from tests.emitters.scenarios import EMITTERS, Emitter, expected
@@ -128,3 +131,57 @@ def test_totals_count_each_call_once(runs, emitter):
         "successes": sum(w.succeeded for w in wanted),
         "failures": sum(not w.succeeded for w in wanted),
     }
+
+
+# --- the analytics API over the same rows -------------------------------------------------------------------
+
+ANALYTICS = "/umbraco/ai/management/api/v1/analytics"
+
+
+def analytics(run: Run, route: str):
+    # The spans were made moments ago: a two-day window around now holds all of them.
+    now = datetime.now(timezone.utc)
+    period = {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat()}
+    response = requests.get(f"{run.service.url}{ANALYTICS}/{route}", params=period, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def expected_breakdown(groups: list[tuple[str, int]]) -> list[dict]:
+    """Breakdown items from (key, total tokens) per operation: by count desc, then key asc."""
+    counts = Counter(key for key, _ in groups)
+    tokens = Counter()
+    for key, total in groups:
+        tokens[key] += total
+    return [
+        {"dimension": key, "dimensionName": None, "requestCount": counts[key], "totalTokens": tokens[key],
+         "percentage": pytest.approx(100 * counts[key] / len(groups))}
+        for key in sorted(counts, key=lambda k: (-counts[k], k))
+    ]
+
+
+@pytest.mark.parametrize("emitter", _emitter_params())
+def test_usage_summary(runs, emitter):
+    run = runs(emitter)
+    wanted = [expected(run.emitter, call) for call in run.emitter.calls]
+    summary = analytics(run, "usage-summary")
+    successes = sum(w.succeeded for w in wanted)
+    assert {key: summary[key] for key in ("totalRequests", "inputTokens", "outputTokens", "totalTokens",
+                                          "successCount", "failureCount", "successRate")} == {
+        "totalRequests": len(wanted),
+        "inputTokens": sum(w.input_tokens for w in wanted),
+        "outputTokens": sum(w.output_tokens for w in wanted),
+        "totalTokens": sum(w.total_tokens for w in wanted),
+        "successCount": successes,
+        "failureCount": len(wanted) - successes,
+        "successRate": pytest.approx(successes / len(wanted)),
+    }
+
+
+@pytest.mark.parametrize("emitter", _emitter_params())
+def test_usage_by_model_and_by_provider(runs, emitter):
+    run = runs(emitter)
+    wanted = [expected(run.emitter, call) for call in run.emitter.calls]
+    # The model of an operation is its requested model (every call here has one).
+    assert analytics(run, "usage-by-model") == expected_breakdown([(w.request_model, w.total_tokens) for w in wanted])
+    assert analytics(run, "usage-by-provider") == expected_breakdown([(w.provider, w.total_tokens) for w in wanted])
