@@ -6,9 +6,9 @@
 Instrumentors patch the client libraries process-wide, so the tests run this in a subprocess, with the
 emitter's environment (scenarios.EMITTERS[...].env) set before anything is imported. It sets a global
 TracerProvider with one BatchSpanProcessor per ``--export`` (the SDK's OTLP exporter for that protocol) and
-instruments; makes every call of the scenario (scenarios.OPENAI_CALLS / ANTHROPIC_CALLS); force-flushes; and
-writes a manifest: for each call, the spans it produced (trace id, span id, scope, name), so the tests can find
-the rows of each call. Exits non-zero on anything unexpected: a call that should succeed raising, a failing
+instruments; makes every call of the scenario (scenarios.OPENAI_CALLS / ANTHROPIC_CALLS); force-flushes;
+and writes a manifest: for each call, the spans it produced (trace, span and parent ids, scope, name), so
+the tests can find the rows of each call. Exits non-zero on anything unexpected: a call that should succeed raising, a failing
 call not raising the expected error, a stream with the wrong text, or an export that did not succeed.
 """
 
@@ -171,6 +171,7 @@ def run(emitter: str, stub_url: str, exports: Sequence[tuple[str, str]], service
                 problems.append(f"{call.name}: streamed text {value!r} != {REPLY_TEXT!r}")
         manifest["calls"][call.name] = [
             {"trace_id": format(s.context.trace_id, "032x"), "span_id": format(s.context.span_id, "016x"),
+             "parent_span_id": format(s.parent.span_id, "016x") if s.parent else "",
              "scope": s.instrumentation_scope.name if s.instrumentation_scope else "", "name": s.name}
             for s in sorted(seen.get_finished_spans(), key=lambda s: s.start_time)
         ]

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 import pytest
-import requests
 
-from tests.emitters.conftest import current_rows, drive, totals
-from tests.emitters.scenarios import EMITTERS, Emitter, expected
-from tests.support.service import InProcessService, free_port
+from tests.emitters.harness import Run, analytics, current_rows, drive, totals
+from tests.emitters.scenarios import EMITTERS, expected
+from tests.support.service import free_port
 
 # How each emitter's spans travel: every OTLP transport the SDK has is used by at least one emitter.
 PROTOCOLS = {
@@ -43,14 +40,6 @@ GAPS = {
         "same as the stream call: streaming is only in llm.invocation_parameters, stored as streaming = false"
     ),
 }
-
-
-@dataclass
-class Run:
-    emitter: Emitter
-    service: InProcessService
-    manifest: dict
-    rows: dict  # call name -> live operation rows stored for the spans of that call
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +123,6 @@ def test_totals_count_each_call_once(runs, emitter):
 
 
 # --- the analytics API over the same rows -------------------------------------------------------------------
-
-ANALYTICS = "/umbraco/ai/management/api/v1/analytics"
-
-
-def analytics(run: Run, route: str):
-    # The spans were made moments ago: a two-day window around now holds all of them.
-    now = datetime.now(timezone.utc)
-    period = {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat()}
-    response = requests.get(f"{run.service.url}{ANALYTICS}/{route}", params=period, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
 
 def expected_breakdown(groups: list[tuple[str, int]]) -> list[dict]:
     """Breakdown items from (key, total tokens) per operation: by count desc, then key asc."""

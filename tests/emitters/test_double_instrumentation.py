@@ -1,0 +1,128 @@
+"""Two instrumentations of one client: OpenLLMetry's Anthropic instrumentor and the anthropic SDK's own spans.
+
+With both on, every call produces two model-call spans that are both roots, in two separate traces, from two
+scopes. Nothing in the spans ties them together (no parent, no shared trace), so the service cannot tell that
+they are one call: without configuration each call is counted twice, and that is the expected, documented
+behaviour (README, "Two instrumentations of one client"). AI_USAGE_IGNORED_SCOPES (`ignored_scopes`) drops
+one of them. One driver run exports the very same spans to three services: no setting, ignoring the SDK's
+scope, and ignoring OpenLLMetry's scope (the README's recommendation: the SDK's numbers are the right ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.emitters.harness import Run, analytics, current_rows, drive, totals
+from tests.emitters.scenarios import (
+    ANTHROPIC_CALLS,
+    DOUBLE_ANTHROPIC,
+    DOUBLE_ANTHROPIC_ENV,
+    EMITTERS,
+    MESSAGES,
+    Emitter,
+    expected,
+)
+from tests.emitters.provider_stub import expected_anthropic_usage
+
+OPENLLMETRY = EMITTERS["openllmetry-anthropic"]
+SDK = EMITTERS["anthropic-native"]
+OPENLLMETRY_SCOPE, = OPENLLMETRY.scopes
+SDK_SCOPE, = SDK.scopes
+CALLS = [pytest.param(call, id=call.name) for call in ANTHROPIC_CALLS]
+
+
+@pytest.fixture(scope="module")
+def double(start_service, provider_stub, tmp_path_factory) -> dict[str, Run]:
+    services = {
+        "unconfigured": start_service(),
+        "sdk-ignored": start_service(ignored_scopes=(SDK_SCOPE,)),
+        "openllmetry-ignored": start_service(ignored_scopes=(OPENLLMETRY_SCOPE,)),
+    }
+    manifest = drive(DOUBLE_ANTHROPIC, provider_stub, [("http/protobuf", s.url) for s in services.values()],
+                     tmp_path_factory.mktemp("double"), DOUBLE_ANTHROPIC_ENV)
+    return {
+        name: Run(SDK, service, manifest,
+                  {call: current_rows(service, spans) for call, spans in manifest["calls"].items()})
+        for name, service in services.items()
+    }
+
+
+def _by_scope(rows: list[dict]) -> dict[str, dict]:
+    return {row["scope_name"]: row for row in rows}
+
+
+def _fields(row: dict, emitter: Emitter, call) -> tuple[dict, dict]:
+    want = dataclasses.asdict(expected(emitter, call))
+    return {name: row[name] for name in want}, want
+
+
+def _sums(emitters: list[Emitter]) -> dict:
+    wanted = [expected(e, call) for e in emitters for call in ANTHROPIC_CALLS]
+    return {
+        "requests": len(wanted),
+        "input_tokens": sum(w.input_tokens for w in wanted),
+        "output_tokens": sum(w.output_tokens for w in wanted),
+        "total_tokens": sum(w.total_tokens for w in wanted),
+        "cache_read_tokens": sum(w.cache_read_tokens for w in wanted),
+        "cache_write_tokens": sum(w.cache_write_tokens for w in wanted),
+        "successes": sum(w.succeeded for w in wanted),
+        "failures": sum(not w.succeeded for w in wanted),
+    }
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_each_call_is_two_root_spans_in_two_traces(double, call):
+    spans = double["unconfigured"].manifest["calls"][call.name]
+    assert sorted(s["scope"] for s in spans) == sorted([SDK_SCOPE, OPENLLMETRY_SCOPE])
+    assert [s["parent_span_id"] for s in spans] == ["", ""]
+    assert spans[0]["trace_id"] != spans[1]["trace_id"]
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_unconfigured_counts_every_call_twice(double, call):
+    rows = _by_scope(double["unconfigured"].rows[call.name])
+    assert sorted(rows) == sorted([SDK_SCOPE, OPENLLMETRY_SCOPE]), "one operation per instrumentation"
+    got, want = _fields(rows[SDK_SCOPE], SDK, call)
+    assert got == want
+    got, want = _fields(rows[OPENLLMETRY_SCOPE], OPENLLMETRY, call)
+    assert got == want
+
+
+def test_unconfigured_totals_are_doubled(double):
+    run = double["unconfigured"]
+    assert totals(run.service) == _sums([SDK, OPENLLMETRY])
+    assert analytics(run, "usage-summary")["totalRequests"] == 2 * len(ANTHROPIC_CALLS)
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_ignoring_openllmetry_counts_each_call_once_with_the_stubs_numbers(double, call):
+    rows = double["openllmetry-ignored"].rows[call.name]
+    assert [row["scope_name"] for row in rows] == [SDK_SCOPE]
+    got, want = _fields(rows[0], SDK, call)
+    assert got == want
+    if not call.failed:  # the API's own output count, streams included
+        assert rows[0]["output_tokens"] == expected_anthropic_usage(MESSAGES, call.system)["output_tokens"]
+
+
+def test_ignoring_openllmetry_totals_count_each_call_once(double):
+    run = double["openllmetry-ignored"]
+    assert totals(run.service) == _sums([SDK])
+    summary = analytics(run, "usage-summary")
+    assert (summary["totalRequests"], summary["failureCount"]) == (len(ANTHROPIC_CALLS), 2)
+    assert summary["outputTokens"] == _sums([SDK])["output_tokens"]
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_ignoring_the_sdk_counts_each_call_once_with_openllmetrys_numbers(double, call):
+    rows = double["sdk-ignored"].rows[call.name]
+    assert [row["scope_name"] for row in rows] == [OPENLLMETRY_SCOPE]
+    got, want = _fields(rows[0], OPENLLMETRY, call)
+    assert got == want
+
+
+def test_ignoring_the_sdk_keeps_openllmetrys_stream_output_off_by_one(double):
+    # Counted once, but each stream's output is one token over the API's: why the README recommends the other.
+    streams = sum(call.stream for call in ANTHROPIC_CALLS)
+    assert totals(double["sdk-ignored"].service)["output_tokens"] == _sums([SDK])["output_tokens"] + streams
