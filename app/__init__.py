@@ -85,7 +85,8 @@ def _start_ingest(app: Flask, runtime: Runtime) -> None:
 
     config = runtime.settings.ingest
     authorize = ingest_authorizer(config.ingest_keys, runtime.settings.api_keys)
-    runtime.ingest = IngestService(config, OperationStore(runtime.database), runtime.settings.retention_days)
+    store = OperationStore(runtime.database, config.context_keys.all_keys())
+    runtime.ingest = IngestService(config, store, runtime.settings.retention_days)
     runtime.ingest.start()
     app.register_blueprint(create_blueprint(runtime.ingest, config.max_body_bytes, authorize))
     if config.grpc_port is not None:

@@ -26,6 +26,19 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 log = logging.getLogger(__name__)
 
+# Repeatable migrations: objects whose definition is generated from code and
+# re-applied whenever the generated SQL changes (as Flyway's R__ scripts).
+REPEATABLE_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS schema_repeatable
+(
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY name
+"""
+
 MIGRATIONS_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS schema_migrations
 (
@@ -100,6 +113,17 @@ def pending(client: Client) -> list[Migration]:
     return [m for m in available() if m.version not in done]
 
 
+def mapping_current(client: Client) -> bool:
+    """Whether the mapping view matches the code (readiness checks this too)."""
+    from clickhouse import mapping
+
+    checksum = hashlib.sha256(mapping.view_query().encode()).hexdigest()
+    rows = client.query(
+        "SELECT argMax(checksum, applied_at) FROM schema_repeatable WHERE name = {n:String}", parameters={"n": mapping.VIEW}
+    ).result_rows
+    return bool(rows) and rows[0][0] == checksum
+
+
 def migrate(client: Client, retention_days: int) -> list[Migration]:
     """Apply every pending migration, then the retention TTL. Returns what was applied."""
     done = applied(client)
@@ -121,8 +145,32 @@ def migrate(client: Client, retention_days: int) -> list[Migration]:
             column_names=["version", "name", "checksum"],
         )
         ran.append(migration)
+    apply_repeatable(client)
     apply_retention(client, retention_days)
     return ran
+
+
+def apply_repeatable(client: Client) -> bool:
+    """Create the mapping view, or alter it in place when its generated query changed."""
+    from clickhouse import mapping
+
+    client.command(REPEATABLE_TABLE_DDL)
+    query = mapping.view_query()
+    checksum = hashlib.sha256(query.encode()).hexdigest()
+    recorded = client.query(
+        "SELECT argMax(checksum, applied_at) FROM schema_repeatable WHERE name = {n:String}", parameters={"n": mapping.VIEW}
+    ).result_rows
+    exists = client.command("EXISTS TABLE {n:Identifier}", parameters={"n": mapping.VIEW}) == 1
+    if exists and recorded and recorded[0][0] == checksum:
+        return False
+    if exists:
+        log.info("updating the mapping view %s", mapping.VIEW)
+        # In place: inserts keep flowing through the view while it changes.
+        client.command(f"ALTER TABLE {mapping.VIEW} MODIFY QUERY {query}")
+    else:
+        _run_idempotent(client, mapping.view_ddl())
+    client.insert("schema_repeatable", [[mapping.VIEW, checksum]], column_names=["name", "checksum"])
+    return True
 
 
 def apply_retention(client: Client, days: int) -> None:

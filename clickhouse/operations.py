@@ -1,101 +1,193 @@
-"""The ingester's side of the operations table: insert rows, look up stored states.
+"""The ingester's side of the operations table: stage new calls, look up stored states, correct them.
 
-Keys travel to ClickHouse as one String parameter parsed by the `format()`
-table function: an `Array(Tuple(...))` parameter of tens of thousands of keys
-takes minutes to bind in chdb, the TSV string a fraction of a second.
+Data for a statement travels as ONE String parameter parsed by the `format()`
+table function (JSONEachRow): an `Array(Tuple(...))` parameter of tens of
+thousands of elements takes minutes to bind in chdb, the string a fraction
+of a second, and no value is ever formatted into SQL text.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
 
+import orjson
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from clickhouse import staging
 from clickhouse.client import Database
-from ingest.operation import COLUMNS, Operation
+from ingest.errors import StorageRejected
+from ingest.mapping import CONTEXT_FIELDS
+from ingest.store import Change, LiveState, StagedCall, StoredState
 
-_SELECT_COLUMNS = ", ".join(
-    "toUnixTimestamp64Nano(timestamp)" if column == "timestamp" else column for column in COLUMNS
-)
+# ClickHouse error codes that mean "this data cannot be stored", as opposed to
+# "storage cannot be reached now": parse and type errors, values out of range.
+DATA_ERRORS = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 349, 407, 691})
+
+
+@contextmanager
+def _refusals_are_permanent():
+    try:
+        yield
+    except DatabaseError as error:
+        code = getattr(error, "code", None)
+        if code in DATA_ERRORS:
+            raise StorageRejected(f"ClickHouse refused the data (code {code}): {str(error)[:300]}") from error
+        raise
+
+
+_KEYS = "format(JSONEachRow, 'ts Int64, trace_id String, span_id String', {keys:String})"
+
+_STATE_COLUMNS = f"""
+    trace_id, span_id, version, sum(sign) AS net, any(toUnixTimestamp64Nano(timestamp)) AS ts,
+    any(parent_span_id) AS parent, max(input_tokens + output_tokens + total_tokens > 0) AS has_tokens,
+    {", ".join(f"any({name})" for name in CONTEXT_FIELDS)},
+    any(mapFilter((k, v) -> has({{context_keys:Array(String)}}, k), attributes)) AS context_attributes
+"""
 
 _LOOKUP_BY_KEY = f"""
-SELECT {_SELECT_COLUMNS}
+SELECT {_STATE_COLUMNS}
 FROM operations
-WHERE (timestamp, trace_id, span_id) IN (
-    SELECT timestamp, trace_id, span_id
-    FROM format(TSV, 'timestamp DateTime64(9, \\'UTC\\'), trace_id String, span_id String', {{keys:String}})
-)
+WHERE (timestamp, trace_id, span_id) IN (SELECT fromUnixTimestamp64Nano(ts, 'UTC'), trace_id, span_id FROM {_KEYS})
+GROUP BY trace_id, span_id, version
 """
 
 _LOOKUP_BY_TRACE = f"""
-SELECT {_SELECT_COLUMNS}
+SELECT {_STATE_COLUMNS}
 FROM operations
 WHERE timestamp >= fromUnixTimestamp64Nano({{start:Int64}}, 'UTC')
   AND timestamp <= fromUnixTimestamp64Nano({{end:Int64}}, 'UTC')
-  AND trace_id IN (SELECT trace_id FROM format(TSV, 'trace_id String', {{traces:String}}))
+  AND trace_id IN (SELECT trace_id FROM format(JSONEachRow, 'trace_id String', {{traces:String}}))
+GROUP BY trace_id, span_id, version
+"""
+
+# All columns of `operations` that a correction copies, in table order.
+_COLUMNS = (
+    "timestamp trace_id span_id parent_span_id sign version service_name scope_name scope_version span_name "
+    "capability operation provider provider_raw request_model response_model "
+    f"{' '.join(CONTEXT_FIELDS)} "
+    "input_tokens output_tokens total_tokens cache_read_tokens cache_write_tokens reasoning_tokens "
+    "duration_ns succeeded error_type error_message streaming conversation_id server_address attributes"
+).split()
+
+
+def _correction_sql() -> str:
+    """Cancel the live state of each changed operation and, when it still counts,
+    write the same row with the next version and the new context."""
+    changes_structure = "ts Int64, trace_id String, span_id String, counted UInt8, " + ", ".join(
+        f"{name} String" for name in CONTEXT_FIELDS
+    )
+    context_differs = (
+        "(" + ", ".join(f"live.{n}" for n in CONTEXT_FIELDS) + ") != (" + ", ".join(f"wanted.{n}" for n in CONTEXT_FIELDS) + ")"
+    )
+    select = []
+    for column in _COLUMNS:
+        if column == "sign":
+            select.append("new_sign")
+        elif column == "version":
+            select.append("if(new_sign = 1, live.version + 1, live.version)")
+        elif column in CONTEXT_FIELDS:
+            select.append(f"if(new_sign = 1, wanted.{column}, live.{column})")
+        else:
+            select.append(f"live.{column}")
+    keys = "SELECT fromUnixTimestamp64Nano(ts, 'UTC') AS t, trace_id, span_id FROM changes"
+    return f"""
+INSERT INTO operations ({", ".join(_COLUMNS)})
+WITH changes AS (SELECT * FROM format(JSONEachRow, '{changes_structure}', {{changes:String}}))
+SELECT {", ".join(select)}
+FROM (
+    SELECT * FROM operations
+    WHERE (timestamp, trace_id, span_id) IN ({keys})
+      AND sign = 1
+      AND (trace_id, span_id, version) NOT IN (
+          SELECT trace_id, span_id, version FROM operations
+          WHERE (timestamp, trace_id, span_id) IN ({keys}) AND sign = -1)
+) AS live
+INNER JOIN changes AS wanted ON live.trace_id = wanted.trace_id AND live.span_id = wanted.span_id
+ARRAY JOIN if(wanted.counted = 1, if({context_differs}, [-1, 1], []), [-1]) AS new_sign
 """
 
 
-@dataclass(frozen=True)
-class StoredState:
-    """What the table holds for one span: its latest version and its live row, if any."""
-
-    max_version: int
-    current: Operation | None
+_CORRECT = _correction_sql()
 
 
 class OperationStore:
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, context_keys: Iterable[str] = ()):
         self.database = database
-
-    def insert(self, rows: Sequence[Operation]) -> None:
-        """One INSERT for all rows: never one per span."""
-        if rows:
-            self.database.client().insert("operations", rows, column_names=COLUMNS)
+        self.context_keys = sorted(set(context_keys))
 
     def healthy(self) -> bool:
-        """Whether the table can be reached (the batcher's probe while storage is down)."""
+        """Whether the tables can be reached (the batcher's probe while storage is down)."""
         try:
             return self.database.client().command("EXISTS TABLE operations") == 1
         except Exception:  # noqa: BLE001 - any failure means "not yet"
             self.database.discard_client()
             return False
 
+    def stage(self, calls: Sequence[StagedCall]) -> None:
+        """Write new operations: one insert per encoding, mapped by incoming_spans_mv."""
+        protobuf_rows, json_rows = staging.encode(calls)
+        client = self.database.client()
+        with _refusals_are_permanent():
+            self._insert(client, protobuf_rows, json_rows)
+
+    def _insert(self, client, protobuf_rows: Sequence[bytes], json_rows: Sequence[bytes]) -> None:
+        if protobuf_rows:
+            client.raw_insert(staging.TABLE, None, b"".join(protobuf_rows), fmt="Protobuf", settings=staging.schema_settings(self.database.embedded))
+        if json_rows:
+            client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow")
+
+    def correct(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        rows = b"\n".join(
+            orjson.dumps(
+                {
+                    "ts": change.timestamp_ns,
+                    "trace_id": change.trace_id,
+                    "span_id": change.span_id,
+                    "counted": int(change.counted),
+                    **dict(zip(CONTEXT_FIELDS, change.context)),
+                }
+            )
+            for change in changes
+        )
+        self.database.client().command(_CORRECT, parameters={"changes": rows.decode()})
+
     def lookup(self, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[str, str], StoredState]:
         """Stored states of spans, by (start time ns, trace id, span id)."""
-        lines = [f"{_seconds(ts)}\t{trace}\t{span}" for ts, trace, span in keys]
-        if not lines:
+        rows = b"\n".join(orjson.dumps({"ts": ts, "trace_id": trace, "span_id": span}) for ts, trace, span in keys)
+        if not rows:
             return {}
-        result = self.database.client().query(_LOOKUP_BY_KEY, parameters={"keys": "\n".join(lines)})
+        result = self.database.client().query(
+            _LOOKUP_BY_KEY, parameters={"keys": rows.decode(), "context_keys": self.context_keys}
+        )
         return _states(result.result_rows)
 
     def in_traces(self, trace_ids: Iterable[str], start_ns: int, end_ns: int) -> dict[tuple[str, str], StoredState]:
         """Stored states of the operations of some traces that started within a time range."""
-        traces = "\n".join(sorted(set(trace_ids)))
-        if not traces:
+        rows = b"\n".join(orjson.dumps({"trace_id": trace}) for trace in sorted(set(trace_ids)))
+        if not rows:
             return {}
         result = self.database.client().query(
-            _LOOKUP_BY_TRACE, parameters={"traces": traces, "start": start_ns, "end": end_ns}
+            _LOOKUP_BY_TRACE,
+            parameters={"traces": rows.decode(), "start": start_ns, "end": end_ns, "context_keys": self.context_keys},
         )
         return _states(result.result_rows)
 
 
 def _states(rows: Iterable[Sequence]) -> dict[tuple[str, str], StoredState]:
-    """Collapse raw rows into states: a version whose signs sum to +1 is live."""
-    by_key: dict[tuple[str, str], dict[int, list[Operation]]] = defaultdict(lambda: defaultdict(list))
-    for raw in rows:
-        row = Operation(*raw)
-        by_key[row.key][row.version].append(row)
+    """Per span: the highest version seen, and the latest version whose signs sum to +1."""
+    versions: dict[tuple[str, str], list[tuple[int, LiveState | None]]] = defaultdict(list)
+    width = len(CONTEXT_FIELDS)
+    for trace, span, version, net, ts, parent, has_tokens, *rest in rows:
+        context, context_attributes = tuple(rest[:width]), rest[width]
+        live = LiveState(ts, parent, bool(has_tokens), version, context, dict(context_attributes)) if net > 0 else None
+        versions[(trace, span)].append((version, live))
     states = {}
-    for key, versions in by_key.items():
-        live = None
-        for version in sorted(versions):
-            rows_of_version = versions[version]
-            if sum(row.sign for row in rows_of_version) > 0:
-                live = next(row for row in rows_of_version if row.sign > 0)
-        states[key] = StoredState(max(versions), live)
+    for key, found in versions.items():
+        found.sort(key=lambda item: item[0])
+        live = next((state for _, state in reversed(found) if state is not None), None)
+        states[key] = StoredState(found[-1][0], live)
     return states
-
-
-def _seconds(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ingest.errors import IngestError, Overloaded, RetryableError, ShuttingDown, StorageUnavailable
+from ingest.errors import IngestError, Overloaded, RetryableError, ShuttingDown, StorageRejected, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,27 @@ class Batcher(Generic[Item]):
         return sum(ticket.spans for ticket in self._queue)
 
     def _write(self, group: list[Ticket[Item]]) -> None:
+        outcomes = self._attempt(group)
+        with self._cond:
+            for ticket in group:
+                self._in_flight -= ticket.spans
+        for ticket, error in outcomes:
+            ticket.resolve(error)
+
+    def _attempt(self, group: list[Ticket[Item]]) -> list[tuple[Ticket[Item], BaseException | None]]:
+        """Commit a group; when storage refuses its data, commit each export alone
+        so that only the one carrying the bad data is refused."""
         error: BaseException | None = None
         try:
             self._commit([ticket.item for ticket in group])
             self.stats["commits"] += 1
             self.stats["spans_committed"] += sum(t.spans for t in group)
+        except StorageRejected as refusal:
+            if len(group) > 1:
+                log.warning("storage refused a group's data; retrying its %d exports one by one: %s", len(group), refusal)
+                return [outcome for ticket in group for outcome in self._attempt([ticket])]
+            log.error("storage refused an export's data: %s", refusal)
+            error = refusal
         except IngestError as failure:
             error = failure
         except Exception as failure:  # noqa: BLE001 - storage faults come in many types
@@ -177,11 +193,7 @@ class Batcher(Generic[Item]):
                 self._storage_down = True
         if error is not None:
             self.stats["failed_commits"] += 1
-        with self._cond:
-            for ticket in group:
-                self._in_flight -= ticket.spans
-        for ticket in group:
-            ticket.resolve(error)
+        return [(ticket, error) for ticket in group]
 
     def _wait_for_storage(self) -> None:
         delay = 0.25

@@ -1,10 +1,15 @@
 """OTLP trace bodies in, OTLP replies out: protobuf and JSON, keyed by media type.
 
-Both encodings decode into the same plain records (`SpanRecord`), so nothing
-after this module knows which encoding an export used. JSON takes a fast path
-through `json.loads` and plain dict access: OTLP/JSON differs from proto3 JSON
-(hex ids, integer enums) and `google.protobuf.json_format` is about 15 times
-slower on it.
+Both encodings decode into the same records (`SpanRecord`): the few facts the
+pipeline decides on (ids, times, status, and an attribute reader for the keys
+it needs) plus the span's `payload` for ClickHouse, which maps everything
+else (see clickhouse/incoming_span.proto):
+- protobuf: the span's exact bytes, cut out of the request by `ingest.wire`'s
+  views, never re-encoded;
+- JSON: the span's name, status and attributes as a normalised dict, written
+  as JSONEachRow. JSON is parsed with orjson: OTLP/JSON differs from proto3
+  JSON (hex ids, integer enums), so json_format does not fit, and orjson is
+  several times faster than the standard library on these bodies.
 """
 
 from __future__ import annotations
@@ -14,46 +19,51 @@ import binascii
 import json
 from typing import Any
 
+import orjson
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from ingest import wire
 from ingest.errors import MalformedRequest, UnsupportedMediaType
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 
-# Attribute values nested deeper than this are cut (a hostile body could nest
-# arrays thousands deep); no emitter nests more than two or three levels.
-MAX_VALUE_DEPTH = 8
-
 STATUS_ERROR = 2
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_SCALARS = ("stringValue", "boolValue", "intValue", "doubleValue")
+_SNAKE = {
+    "string_value": "stringValue",
+    "bool_value": "boolValue",
+    "int_value": "intValue",
+    "double_value": "doubleValue",
+    "array_value": "arrayValue",
+    "kvlist_value": "kvlistValue",
+    "bytes_value": "bytesValue",
+}
 
 
 class Resource:
-    __slots__ = ("attributes", "service_name")
+    __slots__ = ("attributes", "payload")
 
-    def __init__(self, attributes: dict[str, Any]):
+    def __init__(self, attributes: Attributes, payload: bytes | dict):
         self.attributes = attributes
-        name = attributes.get("service.name")
-        self.service_name = name if isinstance(name, str) else ""
+        self.payload = payload
 
 
 class Scope:
-    __slots__ = ("name", "version")
+    __slots__ = ("name", "version", "payload")
 
-    def __init__(self, name: str, version: str):
+    def __init__(self, name: str, version: str, payload: bytes | dict):
         self.name = name
         self.version = version
+        self.payload = payload
 
 
 class SpanRecord:
-    """One span as the mapper needs it. Ids are lower-case hex ('' when absent)."""
+    """One span: what the pipeline decides on, and `payload` for ClickHouse. Ids are lower-case hex."""
 
     __slots__ = (
         "trace_id",
@@ -63,43 +73,110 @@ class SpanRecord:
         "start_ns",
         "end_ns",
         "status_code",
-        "status_message",
         "attributes",
-        "exception",
+        "events",
         "resource",
         "scope",
+        "payload",
     )
 
-    def __init__(
-        self,
-        trace_id: str,
-        span_id: str,
-        parent_span_id: str,
-        name: str,
-        start_ns: int,
-        end_ns: int,
-        status_code: int,
-        status_message: str,
-        attributes: dict[str, Any],
-        exception: tuple[str, str] | None,
-        resource: Resource,
-        scope: Scope,
-    ):
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.parent_span_id = parent_span_id
-        self.name = name
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.status_code = status_code
-        self.status_message = status_message
-        self.attributes = attributes
-        self.exception = exception
-        self.resource = resource
-        self.scope = scope
+    def __init__(self, trace_id, span_id, parent_span_id, name, start_ns, end_ns, status_code, attributes, events, resource, scope, payload):
+        self.trace_id: str = trace_id
+        self.span_id: str = span_id
+        self.parent_span_id: str = parent_span_id
+        self.name: str = name
+        self.start_ns: int = start_ns
+        self.end_ns: int = end_ns
+        self.status_code: int = status_code
+        self.attributes: Attributes = attributes
+        self.events: Any = events
+        self.resource: Resource = resource
+        self.scope: Scope = scope
+        self.payload: bytes | dict = payload
+
+    def exception(self) -> tuple[str, str]:
+        """(type, message) of the span's first exception event, or empty strings."""
+        for event in self.events:
+            if isinstance(event, bytes):
+                view = wire.event_view().FromString(event)
+                if view.name == "exception":
+                    attributes = ProtoAttributes(view.attributes)
+                    return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
+            elif isinstance(event, dict) and event.get("name") == "exception":
+                attributes, _ = _json_attributes(event.get("attributes"))
+                return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
+        return "", ""
 
     def __repr__(self) -> str:
         return f"SpanRecord({self.name!r}, trace={self.trace_id}, span={self.span_id})"
+
+
+class Attributes:
+    """Reads single attributes as Python values: str, int, float, bool, or a JSON text for arrays and lists."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Any):
+        self._values = values
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get(self, key: str) -> Any:
+        raise NotImplementedError
+
+
+class ProtoAttributes(Attributes):
+    """Over a upb map of AnyValue messages."""
+
+    __slots__ = ()
+
+    def get(self, key: str) -> Any:
+        value = self._values.get(key)
+        if value is None:
+            return None
+        kind = value.WhichOneof("value")
+        if kind in ("string_value", "int_value", "double_value", "bool_value"):
+            return getattr(value, kind)
+        if kind == "array_value":
+            return json.dumps([_proto_scalar(item) for item in value.array_value.values])
+        if kind == "kvlist_value":
+            return json.dumps({kv.key: _proto_scalar(kv.value) for kv in value.kvlist_value.values})
+        if kind == "bytes_value":
+            return base64.b64encode(value.bytes_value).decode("ascii")
+        return None
+
+
+class JsonAttributes(Attributes):
+    """Over a dict of OTLP/JSON AnyValue objects, already normalised."""
+
+    __slots__ = ()
+
+    def get(self, key: str) -> Any:
+        value = self._values.get(key)
+        if not value:
+            return None
+        for kind in _SCALARS:
+            if kind in value:
+                found = value[kind]
+                return int(found) if kind == "intValue" and isinstance(found, str) else found
+        if "arrayValue" in value:
+            return json.dumps([_json_scalar(item) for item in value["arrayValue"]["values"]])
+        if "kvlistValue" in value:
+            return json.dumps({kv["key"]: _json_scalar(kv["value"]) for kv in value["kvlistValue"]["values"]})
+        return None
+
+
+def _proto_scalar(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else None
+
+
+def _json_scalar(value: dict) -> Any:
+    for kind in _SCALARS:
+        if kind in value:
+            return value[kind]
+    return None
 
 
 def media_type(content_type: str | None) -> str:
@@ -122,70 +199,39 @@ def decode(body: bytes, media: str) -> list[SpanRecord]:
 
 
 def decode_protobuf(body: bytes) -> list[SpanRecord]:
+    raw_request, resource_view, scope_view, span_view = wire.raw_request(), wire.resource_view(), wire.scope_view(), wire.span_view()
+    records: list[SpanRecord] = []
+    append = records.append
     try:
-        request = ExportTraceServiceRequest.FromString(body)
+        request = raw_request.FromString(body)
+        for resource_spans in request.resource_spans:
+            raw_resource = resource_spans.resource
+            resource = Resource(ProtoAttributes(resource_view.FromString(raw_resource).attributes), raw_resource)
+            for scope_spans in resource_spans.scope_spans:
+                raw_scope = scope_spans.scope
+                view = scope_view.FromString(raw_scope)
+                scope = Scope(view.name, view.version, raw_scope)
+                for raw in scope_spans.spans:
+                    span = span_view.FromString(raw)
+                    append(
+                        SpanRecord(
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.parent_span_id.hex(),
+                            span.name,
+                            span.start_time_unix_nano,
+                            span.end_time_unix_nano,
+                            span.status.code,
+                            ProtoAttributes(span.attributes),
+                            span.events,
+                            resource,
+                            scope,
+                            raw,
+                        )
+                    )
     except (DecodeError, RecursionError) as error:
         raise MalformedRequest(f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {error}") from None
-    return spans_from_message(request)
-
-
-def spans_from_message(request: ExportTraceServiceRequest) -> list[SpanRecord]:
-    """Records from a parsed request (the gRPC receiver gets one already parsed)."""
-    records = []
-    append = records.append
-    for resource_spans in request.resource_spans:
-        resource = Resource(_proto_attributes(resource_spans.resource.attributes))
-        for scope_spans in resource_spans.scope_spans:
-            scope = Scope(scope_spans.scope.name, scope_spans.scope.version)
-            for span in scope_spans.spans:
-                exception = None
-                for event in span.events:
-                    if event.name == "exception":
-                        exception = _exception(_proto_attributes(event.attributes))
-                        break
-                status = span.status
-                append(
-                    SpanRecord(
-                        span.trace_id.hex(),
-                        span.span_id.hex(),
-                        span.parent_span_id.hex(),
-                        span.name,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano,
-                        status.code,
-                        status.message,
-                        _proto_attributes(span.attributes),
-                        exception,
-                        resource,
-                        scope,
-                    )
-                )
     return records
-
-
-def _proto_attributes(attributes: Any) -> dict[str, Any]:
-    return {kv.key: _proto_value(kv.value, 0) for kv in attributes}
-
-
-def _proto_value(value: Any, depth: int) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind is None:
-        return None
-    if depth >= MAX_VALUE_DEPTH:
-        return "…"
-    if kind == "array_value":
-        return [_proto_value(item, depth + 1) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _proto_value(kv.value, depth + 1) for kv in value.kvlist_value.values}
-    return base64.b64encode(value.bytes_value).decode("ascii")
 
 
 # --- JSON -------------------------------------------------------------------
@@ -193,9 +239,9 @@ def _proto_value(value: Any, depth: int) -> Any:
 
 def decode_json(body: bytes) -> list[SpanRecord]:
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        # ValueError covers UnicodeDecodeError (invalid UTF-8) and JSONDecodeError.
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        # Also invalid UTF-8 and nesting past orjson's recursion limit.
         raise MalformedRequest(f"body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise MalformedRequest("an OTLP/JSON body must be an object with a resourceSpans array")
@@ -203,21 +249,22 @@ def decode_json(body: bytes) -> list[SpanRecord]:
     for i, resource_spans in enumerate(_list(document, "resourceSpans", "resource_spans", "body")):
         where = f"resourceSpans[{i}]"
         try:
-            resource = Resource(_json_attributes(_object(resource_spans, "resource")))
-        except (TypeError, ValueError, AttributeError, RecursionError) as error:
+            attributes, normalised = _json_attributes(_object(resource_spans, "resource").get("attributes"))
+        except (TypeError, ValueError) as error:
             raise MalformedRequest(f"{where}.resource: {error}") from None
+        resource = Resource(JsonAttributes(attributes), {"attributes": normalised})
         for j, scope_spans in enumerate(_list(resource_spans, "scopeSpans", "scope_spans", where)):
             scope_where = f"{where}.scopeSpans[{j}]"
             try:
                 scope_doc = _object(scope_spans, "scope")
-                scope = Scope(_str(scope_doc.get("name")), _str(scope_doc.get("version")))
-                spans = _list(scope_spans, "spans", "spans", scope_where)
-            except (TypeError, ValueError, AttributeError) as error:
+                name, version = _str(scope_doc.get("name")), _str(scope_doc.get("version"))
+            except (TypeError, ValueError) as error:
                 raise MalformedRequest(f"{scope_where}.scope: {error}") from None
-            for k, span in enumerate(spans):
+            scope = Scope(name, version, {"name": name, "version": version})
+            for k, span in enumerate(_list(scope_spans, "spans", "spans", scope_where)):
                 try:
                     records.append(_json_span(span, resource, scope))
-                except (TypeError, ValueError, AttributeError, RecursionError) as error:
+                except (TypeError, ValueError) as error:
                     raise MalformedRequest(f"{scope_where}.spans[{k}]: {error}") from None
     return records
 
@@ -226,73 +273,98 @@ def _json_span(span: Any, resource: Resource, scope: Scope) -> SpanRecord:
     if not isinstance(span, dict):
         raise TypeError("a span must be an object")
     get = span.get
-    exception = None
-    for event in _opt_list(get("events")):
-        if isinstance(event, dict) and event.get("name") == "exception":
-            exception = _exception(_json_attributes(event))
-            break
     status = get("status") or {}
     if not isinstance(status, dict):
         raise TypeError("status must be an object")
+    status_code = _json_enum(status.get("code"), _STATUS_NAMES, "status.code")
+    status_message = _str(status.get("message"))
+    name = _str(get("name"))
+    attributes, normalised = _json_attributes(get("attributes"))
     return SpanRecord(
         _json_id(_first(get, "traceId", "trace_id"), "traceId"),
         _json_id(_first(get, "spanId", "span_id"), "spanId"),
         _json_id(_first(get, "parentSpanId", "parent_span_id"), "parentSpanId"),
-        _str(get("name")),
+        name,
         _json_int(_first(get, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
         _json_int(_first(get, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
-        _json_enum(status.get("code"), _STATUS_NAMES, "status.code"),
-        _str(status.get("message")),
-        _json_attributes(span),
-        exception,
+        status_code,
+        JsonAttributes(attributes),
+        _opt_list(get("events")),
         resource,
         scope,
+        {"name": name, "attributes": normalised, "status": {"code": status_code, "message": status_message}},
     )
 
 
-def _json_attributes(holder: dict[str, Any]) -> dict[str, Any]:
-    attributes = {}
-    for kv in _opt_list(holder.get("attributes")):
+def _json_attributes(items: Any) -> tuple[dict[str, dict], list[dict]]:
+    """Attributes by key, and the list in the exact shape ClickHouse parses.
+
+    Values are checked here so that ClickHouse never refuses a row: a wrong
+    type is this request's error (400), not a failure of the whole insert.
+    """
+    by_key: dict[str, dict] = {}
+    normalised: list[dict] = []
+    for kv in _opt_list(items):
         if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
             raise TypeError("an attribute must be an object with a string key")
-        attributes[kv["key"]] = _json_value(kv.get("value"), 0)
-    return attributes
+        value = _json_value(kv.get("value"), nested=False)
+        by_key[kv["key"]] = value
+        normalised.append({"key": kv["key"], "value": value})
+    return by_key, normalised
 
 
-def _json_value(value: Any, depth: int) -> Any:
-    if not isinstance(value, dict) or not value:
-        return None
-    if "stringValue" in value:
-        return _str(value["stringValue"])
-    if "intValue" in value:
-        return _json_int(value["intValue"], "intValue")
-    if "doubleValue" in value:
-        number = value["doubleValue"]
-        return float(number) if isinstance(number, (int, float, str)) else _type_error("doubleValue", number)
-    if "boolValue" in value:
-        flag = value["boolValue"]
-        return flag if isinstance(flag, bool) else _type_error("boolValue", flag)
-    if depth >= MAX_VALUE_DEPTH:
-        return "…"
-    for key in ("arrayValue", "array_value"):
-        if key in value:
-            return [_json_value(item, depth + 1) for item in _opt_list((value[key] or {}).get("values"))]
-    for key in ("kvlistValue", "kvlist_value"):
-        if key in value:
-            pairs = _opt_list((value[key] or {}).get("values"))
-            return {_str(kv.get("key")): _json_value(kv.get("value"), depth + 1) for kv in pairs if isinstance(kv, dict)}
-    for key in ("bytesValue", "bytes_value"):
-        if key in value:
-            return _str(value[key])
-    # snake_case spellings of the scalar kinds
-    for key, kind in (("string_value", "stringValue"), ("int_value", "intValue"), ("double_value", "doubleValue"), ("bool_value", "boolValue")):
-        if key in value:
-            return _json_value({kind: value[key]}, depth)
-    return None
+def _json_value(value: Any, nested: bool) -> dict:
+    """An AnyValue object with one correctly typed member (empty when unset)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError("an attribute value must be an object")
+    for key, member in value.items():
+        kind = _SNAKE.get(key, key)
+        if kind == "stringValue":
+            return {kind: _str(member)}
+        if kind == "boolValue":
+            if not isinstance(member, bool):
+                _type_error(kind, member)
+            return {kind: member}
+        if kind == "intValue":
+            number = _json_int(member, kind)
+            if not -(2**63) <= number < 2**63:
+                raise ValueError("intValue is outside the 64-bit range")
+            return {kind: number}
+        if kind == "doubleValue":
+            return {kind: _json_double(member)}
+        if kind == "bytesValue":
+            # Rendered as its base64 text, as protobuf bytes are.
+            return {"stringValue": _str(member)}
+        if kind in ("arrayValue", "kvlistValue"):
+            if nested:
+                return {}  # one level of nesting is kept
+            entries = _opt_list((member or {}).get("values") if isinstance(member, dict) else _type_error(kind, member))
+            if kind == "arrayValue":
+                return {kind: {"values": [_json_value(item, nested=True) for item in entries]}}
+            pairs = []
+            for pair in entries:
+                if not isinstance(pair, dict) or not isinstance(pair.get("key"), str):
+                    raise TypeError("a kvlistValue entry must be an object with a string key")
+                pairs.append({"key": pair["key"], "value": _json_value(pair.get("value"), nested=True)})
+            return {kind: {"values": pairs}}
+    return {}
 
 
-def _exception(attributes: dict[str, Any]) -> tuple[str, str]:
-    return (_text(attributes.get("exception.type")), _text(attributes.get("exception.message")))
+def _json_double(value: Any) -> float | None:
+    if isinstance(value, bool):
+        _type_error("doubleValue", value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)  # proto3 JSON writes NaN and Infinity as strings
+        except ValueError:
+            raise ValueError(f"doubleValue must be a number, got {value[:40]!r}") from None
+    else:
+        return _type_error("doubleValue", value)
+    return number if number == number and number not in (float("inf"), float("-inf")) else None
 
 
 def _text(value: Any) -> str:
@@ -366,6 +438,9 @@ def _json_enum(value: Any, names: dict[str, int], field: str) -> int:
     return _json_int(value, field)
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _json_id(value: Any, field: str) -> str:
     """OTLP/JSON ids are hex; a base64 id (proto3 JSON) is accepted and converted."""
     if value is None or value == "":
@@ -373,7 +448,7 @@ def _json_id(value: Any, field: str) -> str:
     if not isinstance(value, str):
         _type_error(field, value)
     lowered = value.lower()
-    if len(lowered) in (16, 32) and all(c in "0123456789abcdef" for c in lowered):
+    if len(lowered) in (16, 32) and _HEX.issuperset(lowered):
         return lowered
     try:
         return base64.b64decode(value, validate=True).hex()
@@ -400,11 +475,11 @@ def encode_response(media: str, rejected: int = 0, message: str = "") -> bytes:
     if not rejected:
         return b"{}"
     # int64 as a decimal string, as OTLP/JSON writes it.
-    return json.dumps({"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}}).encode()
+    return orjson.dumps({"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}})
 
 
 def encode_status(media: str, code: int, message: str) -> bytes:
     """A google.rpc.Status body, as OTLP/HTTP answers errors."""
     if media == PROTOBUF:
         return status_pb2.Status(code=code, message=message).SerializeToString()
-    return json.dumps({"code": code, "message": message}).encode()
+    return orjson.dumps({"code": code, "message": message})

@@ -15,7 +15,7 @@ Memory is bounded: a trace is remembered for `window_seconds` after it was
 last touched, and at most `max_traces` traces are kept (oldest dropped first).
 An ancestor that arrives for a trace no longer remembered (after a restart, or
 at another ingest process) is still applied: the committer reads the trace's
-stored operations back (see `adopt`).
+stored operations back (`adopted`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ingest.config import ContextKeys
-from ingest.mapping import resolve_context
-from ingest.operation import CONTEXT_FIELDS, Operation
+from ingest.mapping import ModelCall, resolve_context
+from ingest.store import LiveState, StagedCall, StoredState
 
 # Longest parent chain followed (a hostile trace could link spans in a loop).
 MAX_DEPTH = 64
@@ -47,11 +47,16 @@ class SpanFact(NamedTuple):
 
 @dataclass(slots=True)
 class Candidate:
-    """A newly mapped operation, with the context sources it was mapped from."""
+    """A newly exported model call, with the context sources it carries."""
 
-    row: Operation
+    call: ModelCall
     own_context: Mapping[str, str]
     resource_context: Mapping[str, str]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        record = self.call.record
+        return (record.trace_id, record.span_id)
 
 
 @dataclass(slots=True)
@@ -63,15 +68,14 @@ class OpInfo:
     has_tokens: bool
     own_context: Mapping[str, str]
     resource_context: Mapping[str, str]
-    # Context already stored that no span in memory explains (an operation read
-    # back from storage): used where the resolution finds nothing.
+    # Stored context that no span in memory explains (an operation read back
+    # from storage whose resource is unknown): used where resolution finds nothing.
     fallback: tuple[str, ...] | None = None
-    # Stored state: the live version's context, or counted=False when no live row.
-    version: int = 0
+    version: int = 0  # the live version when counted, else the highest stored version
     counted: bool = False
     context: tuple[str, ...] = ()
-    # The row to store if a not-yet-stored operation becomes counted.
-    unstored: Operation | None = None
+    # A call not stored yet (it is wrapped by another call): what to store if it comes to count.
+    unstored: ModelCall | None = None
 
 
 @dataclass(slots=True)
@@ -89,12 +93,13 @@ class Desired(NamedTuple):
 
 @dataclass
 class Plan:
-    """What one commit should write. Nothing in the resolver changes until `apply`."""
+    """What one commit writes. Nothing in the resolver changes until `apply`."""
 
-    new_rows: list[Operation] = field(default_factory=list)
-    # Stored operations whose state should change: key → wanted state.
+    # Calls to store now (new ones, and wrapped ones that came to count).
+    stage: list[StagedCall] = field(default_factory=list)
+    # Stored operations whose state changes: key → wanted state.
     changes: dict[tuple[str, str], Desired] = field(default_factory=dict)
-    # Everything the resolver should remember once the rows are stored.
+    # Everything the resolver remembers once the commit is stored.
     remember: dict[tuple[str, str], OpInfo] = field(default_factory=dict)
 
 
@@ -112,9 +117,29 @@ class ContextResolver:
         self.clock = clock
         self._traces: OrderedDict[str, TraceState] = OrderedDict()
         self._seen_at: dict[str, float] = {}
+        # Root calls stored without trace memory (the common case: nothing to
+        # wait for), kept compactly in case a call nested in one arrives later.
+        self._roots: OrderedDict[str, tuple[str, OpInfo]] = OrderedDict()
 
     def knows(self, trace_id: str) -> bool:
-        return trace_id in self._traces
+        return trace_id in self._traces or trace_id in self._roots
+
+    def remember_root(self, staged: StagedCall, own: Mapping[str, str], resource: Mapping[str, str]) -> None:
+        """Note a root call stored directly; bounded like the trace memory."""
+        record = staged.call.record
+        info = OpInfo(
+            timestamp_ns=record.start_ns,
+            parent="",
+            has_tokens=staged.call.has_tokens,
+            own_context=own,
+            resource_context=resource,
+            version=staged.version,
+            counted=True,
+            context=staged.context,
+        )
+        self._roots[record.trace_id] = (record.span_id, info)
+        while len(self._roots) > self.max_traces:
+            self._roots.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._traces)
@@ -125,7 +150,7 @@ class ContextResolver:
         Returns the trace ids and the time range their operations must lie in
         (an ancestor starts before and ends after its descendants).
         """
-        with_ops = {c.row.trace_id for c in candidates}
+        with_ops = {c.call.record.trace_id for c in candidates}
         traces: set[str] = set()
         start, end = 2**63 - 1, 0
         for fact in facts:
@@ -140,102 +165,98 @@ class ContextResolver:
         self,
         facts: Iterable[SpanFact],
         candidates: list[Candidate],
-        stored: Mapping[tuple[str, str], object],
-        adopted: Iterable[Operation] = (),
+        stored: Mapping[tuple[str, str], StoredState],
+        adopted: Mapping[tuple[str, str], StoredState] = {},
         own_context_of: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
     ) -> Plan:
         """Decide the rows of one commit.
 
-        `stored` maps candidate keys to their `StoredState` (duplicate check);
-        `adopted` are live rows read back for traces not in memory, and
-        `own_context_of` recovers their own context from their attributes.
+        `stored` maps candidate keys to what storage holds for them (the
+        duplicate check); `adopted` are stored operations of traces not in
+        memory, read back because an ancestor with context arrived for them.
         """
         self._expire()
         plan = Plan()
         touched = self._learn(facts, candidates)
         working: dict[str, dict[str, OpInfo]] = {
-            trace_id: {span: _copy(info) for span, info in self._traces[trace_id].ops.items()}
-            for trace_id in touched
+            trace_id: {span: _copy(info) for span, info in self._traces[trace_id].ops.items()} for trace_id in touched
         }
         new_keys: set[tuple[str, str]] = set()
 
-        for row in adopted:
-            ops = working.setdefault(row.trace_id, {})
-            if row.span_id not in ops:
-                own = own_context_of(row.attributes) if own_context_of else {}
-                ops[row.span_id] = _stored_info(row, own, {}, fallback=row.context())
-                self._traces[row.trace_id].parents.setdefault(row.span_id, row.parent_span_id)
+        for (trace_id, span_id), state in adopted.items():
+            if state.live is not None and span_id not in working.setdefault(trace_id, {}):
+                own = own_context_of(state.live.context_attributes) if own_context_of else {}
+                working[trace_id][span_id] = _stored_info(state.live, own, {}, fallback=state.live.context)
+                self._traces[trace_id].parents.setdefault(span_id, state.live.parent_span_id)
 
         for candidate in candidates:
-            row = candidate.row
-            ops = working[row.trace_id]
-            state = stored.get(row.key)
-            live = getattr(state, "current", None)
-            if live is not None:
-                if row.span_id not in ops:  # stored before this process remembered it
-                    ops[row.span_id] = _stored_info(live, candidate.own_context, candidate.resource_context)
+            record = candidate.call.record
+            ops = working[record.trace_id]
+            state = stored.get(candidate.key)
+            if state is not None and state.live is not None:
+                if record.span_id not in ops:  # stored before this process remembered it
+                    ops[record.span_id] = _stored_info(state.live, candidate.own_context, candidate.resource_context)
                 continue
-            known = ops.get(row.span_id)
+            known = ops.get(record.span_id)
             if known is not None and (known.counted or known.unstored is not None):
                 continue  # a duplicate of something this process already handled
-            version = getattr(state, "max_version", 0) + 1
-            ops[row.span_id] = OpInfo(
-                timestamp_ns=row.timestamp_ns,
-                parent=row.parent_span_id,
-                has_tokens=row.has_tokens,
+            ops[record.span_id] = OpInfo(
+                timestamp_ns=record.start_ns,
+                parent=record.parent_span_id,
+                has_tokens=candidate.call.has_tokens,
                 own_context=candidate.own_context,
                 resource_context=candidate.resource_context,
-                version=version - 1,
-                unstored=row._replace(version=version),
+                version=state.max_version if state else 0,
+                unstored=candidate.call,
             )
-            new_keys.add(row.key)
+            new_keys.add(candidate.key)
 
         for trace_id, ops in working.items():
             trace = self._traces[trace_id]
+            remembered = trace.ops
             for span_id, desired in self._desired(trace, ops).items():
                 info = ops[span_id]
                 key = (trace_id, span_id)
-                if key in new_keys and info.unstored is not None:
+                if info.unstored is not None:
+                    # Not stored yet: store it as soon as it counts.
                     if desired.counted:
-                        row = _with_context(info.unstored, desired.context)
-                        plan.new_rows.append(row)
-                        info.version, info.counted, info.context, info.unstored = row.version, True, desired.context, None
-                    else:
-                        info.unstored = _with_context(info.unstored, desired.context)
-                    plan.remember[key] = info
+                        plan.stage.append(StagedCall(info.unstored, info.version + 1, desired.context))
+                        info.version, info.counted, info.context, info.unstored = info.version + 1, True, desired.context, None
+                    if key in new_keys or desired.counted:
+                        plan.remember[key] = info
                 elif desired.counted != info.counted or (desired.counted and desired.context != info.context):
                     plan.changes[key] = desired
+                    info.version += 1 if desired.counted else 0
+                    info.counted, info.context = desired.counted, desired.context
                     plan.remember[key] = info
-                elif key not in self._remembered(trace_id):
+                elif span_id not in remembered:
                     plan.remember[key] = info
         return plan
 
-    def apply(self, plan: Plan, stored_versions: Mapping[tuple[str, str], tuple[int, bool, tuple[str, ...]]]) -> None:
-        """Remember what the commit stored. `stored_versions` gives, for each changed
-        key, the live version, whether it counts, and its context after the write."""
+    def apply(self, plan: Plan) -> None:
+        """Remember what the commit stored."""
         for (trace_id, span_id), info in plan.remember.items():
             trace = self._traces.get(trace_id)
-            if trace is None:
-                continue
-            if (trace_id, span_id) in stored_versions:
-                info.version, info.counted, info.context = stored_versions[(trace_id, span_id)]
-                info.unstored = None if info.counted else info.unstored
-            trace.ops[span_id] = info
+            if trace is not None:
+                trace.ops[span_id] = info
 
     # --- internals --------------------------------------------------------
 
-    def _remembered(self, trace_id: str) -> dict[str, OpInfo]:
-        return self._traces[trace_id].ops
-
     def _learn(self, facts: Iterable[SpanFact], candidates: list[Candidate]) -> set[str]:
         """Record the links and context tags of the spans of every trace this commit touches."""
-        touched = {c.row.trace_id for c in candidates}
+        touched = {c.call.record.trace_id for c in candidates}
         facts = list(facts)
         touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces)
         now = self.clock()
         for trace_id in touched:
             if trace_id not in self._traces:
-                self._traces[trace_id] = TraceState()
+                self._traces[trace_id] = state = TraceState()
+                root = self._roots.pop(trace_id, None)
+                if root is not None:
+                    span_id, info = root
+                    state.ops[span_id], state.parents[span_id], state.root = info, "", span_id
+                    if info.own_context:
+                        state.contexts[span_id] = info.own_context
             self._traces.move_to_end(trace_id)
             self._seen_at[trace_id] = now
         for fact in facts:
@@ -247,12 +268,6 @@ class ContextResolver:
                 trace.root = fact.span_id
             if fact.context:
                 trace.contexts[fact.span_id] = fact.context
-        for candidate in candidates:
-            row = candidate.row
-            trace = self._traces[row.trace_id]
-            trace.parents.setdefault(row.span_id, row.parent_span_id)
-            if not row.parent_span_id:
-                trace.root = row.span_id
         return touched
 
     def _desired(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:
@@ -301,63 +316,22 @@ class ContextResolver:
             del self._seen_at[oldest]
 
 
-def reconcile(
-    plan: Plan, live_rows: Mapping[tuple[str, str], Operation | None]
-) -> tuple[list[Operation], dict[tuple[str, str], tuple[int, bool, tuple[str, ...]]]]:
-    """Rows that move each changed operation from its live stored state to the wanted one.
-
-    Works from the rows read back from storage, not from memory, so a state
-    written meanwhile by another process is cancelled correctly.
-    """
-    rows = list(plan.new_rows)
-    outcome: dict[tuple[str, str], tuple[int, bool, tuple[str, ...]]] = {}
-    for key, desired in plan.changes.items():
-        live = live_rows.get(key)
-        info = plan.remember.get(key)
-        if live is None:
-            unstored = info.unstored if info else None
-            if desired.counted and unstored is not None:
-                row = _with_context(unstored._replace(version=max(unstored.version, (info.version if info else 0) + 1)), desired.context)
-                rows.append(row)
-                outcome[key] = (row.version, True, desired.context)
-            else:
-                outcome[key] = (info.version if info else 0, False, desired.context)
-            continue
-        if desired.counted and live.context() == desired.context:
-            outcome[key] = (live.version, True, desired.context)
-            continue
-        rows.append(live.cancelled())
-        if desired.counted:
-            new_state = _with_context(live._replace(version=live.version + 1), desired.context)
-            rows.append(new_state)
-            outcome[key] = (new_state.version, True, desired.context)
-        else:
-            if info is not None and info.unstored is None:
-                info.unstored = live._replace(version=live.version + 1)
-            outcome[key] = (live.version, False, desired.context)
-    return rows, outcome
-
-
-def _with_context(row: Operation, context: tuple[str, ...]) -> Operation:
-    return row._replace(**dict(zip(CONTEXT_FIELDS, context)))
-
-
 def _stored_info(
-    row: Operation,
+    live: LiveState,
     own: Mapping[str, str],
     resource: Mapping[str, str],
     fallback: tuple[str, ...] | None = None,
 ) -> OpInfo:
     return OpInfo(
-        timestamp_ns=row.timestamp_ns,
-        parent=row.parent_span_id,
-        has_tokens=row.has_tokens,
+        timestamp_ns=live.timestamp_ns,
+        parent=live.parent_span_id,
+        has_tokens=live.has_tokens,
         own_context=own,
         resource_context=resource,
         fallback=fallback,
-        version=row.version,
+        version=live.version,
         counted=True,
-        context=row.context(),
+        context=live.context,
     )
 
 

@@ -52,6 +52,12 @@ class PayloadTooLarge(PermanentError):
     http_status = 413
 
 
+class StorageRejected(PermanentError):
+    """ClickHouse refused the data itself (a parse or type error): sending the
+    same spans again cannot succeed. The batcher isolates the export that
+    caused it, so the others in its insert are still stored."""
+
+
 class Unauthenticated(PermanentError):
     http_status = 401
     grpc_code = UNAUTHENTICATED

@@ -1,9 +1,12 @@
 """OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 
-A thin transport over the same core `export()` as OTLP/HTTP. grpc itself
-enforces the size limit (its receive limit, raised from 4 MiB to the body
-limit, applies after decompression, so a gzip bomb is refused by grpc core
-with RESOURCE_EXHAUSTED) and handles `grpc-encoding: gzip`.
+A thin transport over the same core `export()` as OTLP/HTTP. The method is
+registered with no request deserializer, so it receives the request's raw
+bytes and decodes them with the same codec as OTLP/HTTP (which keeps each
+span's bytes for ClickHouse). grpc enforces the size limit (its receive
+limit, raised from 4 MiB to the body limit, applies after decompression, so a
+gzip bomb is refused by grpc core with RESOURCE_EXHAUSTED) and handles
+`grpc-encoding: gzip`.
 Retryable errors carry a RetryInfo both as `google.rpc.retryinfo-bin`
 (what the Python exporter reads) and inside `grpc-status-details-bin`.
 """
@@ -17,9 +20,9 @@ from concurrent import futures
 import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ingest.codec import spans_from_message
+from ingest.codec import decode_protobuf
 from ingest.errors import IngestError, RetryableError
 from ingest.pipeline import IngestService
 
@@ -28,16 +31,27 @@ log = logging.getLogger(__name__)
 Authorizer = Callable[[str | None], None]
 
 
-class TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class TraceServicer:
     def __init__(self, service: IngestService, authorize: Authorizer | None = None):
         self.service = service
         self.authorize = authorize
 
-    def Export(self, request, context):  # noqa: N802 - the generated servicer's name
+    def handler(self) -> grpc.GenericRpcHandler:
+        export = grpc.unary_unary_rpc_method_handler(
+            self.export,
+            request_deserializer=None,  # raw bytes in
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(SERVICE, {"Export": export})
+
+    def export(self, request: bytes, context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
         try:
             if self.authorize is not None:
                 self.authorize(_metadata(context, "authorization"))
-            result = self.service.export(spans_from_message(request))
+            result = self.service.export(decode_protobuf(request))
         except IngestError as error:
             _abort(context, error)
         response = trace_service_pb2.ExportTraceServiceResponse()
@@ -81,7 +95,7 @@ class GrpcReceiver:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"), options=options)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceServicer(service, authorize), self.server)
+        self.server.add_generic_rpc_handlers((TraceServicer(service, authorize).handler(),))
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot bind OTLP/gRPC to {host}:{port}")

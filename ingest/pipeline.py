@@ -1,40 +1,32 @@
 """The core `export()` that both transports call: map, then commit through the batcher.
 
-receive (ingest.http, ingest.grpc: transport, limits, decoding)
-  → map (ingest.mapping: span → operation row; runs in the request's thread)
+receive (ingest.http, ingest.grpc: transport, limits; ingest.codec: decoding)
+  → map (ingest.mapping: which spans are model calls, validation, context
+    keys; runs in the request's thread)
   → commit (here, on the batcher's single writer thread: duplicate check,
-    context resolution, one insert for the whole group)
+    context resolution, then the store's writes for the whole group; the
+    store has ClickHouse map each call's attributes into its row)
 
-Nothing in this module knows about Flask or grpc.
+Nothing in this module knows about Flask, grpc or ClickHouse.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ingest.batcher import Batcher
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
-from ingest.context import Candidate, ContextResolver, SpanFact, reconcile
-from ingest.mapping import Mapper, SpanRejected
-from ingest.operation import Operation
+from ingest.context import Candidate, ContextResolver, SpanFact
+from ingest.mapping import Mapper, SpanRejected, resolve_context
+from ingest.store import Change, StagedCall, Store
 
 log = logging.getLogger(__name__)
 
 # Partial-success messages list at most this many rejected spans.
 MAX_LISTED_REJECTIONS = 5
-
-
-class Store(Protocol):
-    """The write stage: clickhouse.operations.OperationStore in production."""
-
-    def insert(self, rows: Sequence[Operation]) -> None: ...
-    def lookup(self, keys: list[tuple[int, str, str]]) -> dict: ...
-    def in_traces(self, trace_ids: set[str], start_ns: int, end_ns: int) -> dict: ...
-    def healthy(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +56,7 @@ class IngestService:
             linger_seconds=config.batch_linger_ms / 1000,
             retry_after_seconds=config.retry_after_seconds,
         )
+        self._no_context = resolve_context(config.context_keys, [], {})
         self.stats = {"spans_received": 0, "operations_accepted": 0, "spans_rejected": 0}
 
     def start(self) -> None:
@@ -89,26 +82,25 @@ class IngestService:
     def map(self, spans: list[SpanRecord]) -> tuple[MappedExport, list[str]]:
         mapper = self.mapper
         mapped = MappedExport()
+        facts = mapped.facts
         rejections: list[str] = []
         resource_contexts: dict[int, dict[str, str]] = {}
         oldest_ns = mapper.oldest_start_ns()
         for record in spans:
             context = mapper.context_values(record.attributes)
-            mapped.facts.append(
-                SpanFact(record.trace_id, record.span_id, record.parent_span_id, record.start_ns, record.end_ns, context or None)
-            )
+            facts.append(SpanFact(record.trace_id, record.span_id, record.parent_span_id, record.start_ns, record.end_ns, context or None))
             found = mapper.capability(record)
             if found is None or mapper.is_ignored(record):
                 continue
             try:
-                row = mapper.map(record, *found, oldest_ns=oldest_ns)
+                call = mapper.model_call(record, *found, oldest_ns=oldest_ns)
             except SpanRejected as rejection:
                 rejections.append(str(rejection))
                 continue
             resource_key = id(record.resource)
             if resource_key not in resource_contexts:
                 resource_contexts[resource_key] = mapper.context_values(record.resource.attributes)
-            mapped.candidates.append(Candidate(row, context, resource_contexts[resource_key]))
+            mapped.candidates.append(Candidate(call, context, resource_contexts[resource_key]))
         return mapped, rejections
 
     # --- writer thread ----------------------------------------------------
@@ -120,24 +112,49 @@ class IngestService:
         for export in exports:
             facts.extend(export.facts)
             for candidate in export.candidates:
-                if candidate.row.key not in seen:  # the same span twice in this group
-                    seen.add(candidate.row.key)
+                if candidate.key not in seen:  # the same span twice in this group
+                    seen.add(candidate.key)
                     candidates.append(candidate)
 
-        stored = self.store.lookup([(c.row.timestamp_ns, c.row.trace_id, c.row.span_id) for c in candidates])
-        adopt_traces, start, end = self.resolver.traces_to_adopt(facts, candidates)
-        adopted = []
-        if adopt_traces:
-            adopted = [s.current for s in self.store.in_traces(adopt_traces, start, end).values() if s.current]
+        stored = self.store.lookup(
+            (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
+        )
+        # A root call alone in its trace, in a trace nobody remembers, has no
+        # ancestor to wait for: store it as it is, without trace memory.
+        spans_per_trace = Counter(fact.trace_id for fact in facts)
+        direct: list[tuple[StagedCall, Candidate]] = []
+        tracked: list[Candidate] = []
+        for candidate in candidates:
+            record = candidate.call.record
+            if record.parent_span_id or spans_per_trace[record.trace_id] > 1 or self.resolver.knows(record.trace_id):
+                tracked.append(candidate)
+                continue
+            state = stored.get(candidate.key)
+            if state is not None and state.live is not None:
+                continue  # already stored: a retry
+            context = (
+                resolve_context(self.config.context_keys, [candidate.own_context], candidate.resource_context)
+                if candidate.own_context or candidate.resource_context
+                else self._no_context
+            )
+            direct.append((StagedCall(candidate.call, (state.max_version if state else 0) + 1, context), candidate))
 
-        plan = self.resolver.plan(facts, candidates, stored, adopted, self.mapper.context_values)
-        live: dict[tuple[str, str], Operation | None] = {}
-        if plan.changes:
-            keys = [(plan.remember[key].timestamp_ns, *key) for key in plan.changes]
-            live = {key: state.current for key, state in self.store.lookup(keys).items()}
-        rows, outcome = reconcile(plan, live)
-        self.store.insert(rows)
-        self.resolver.apply(plan, outcome)
+        tracked_traces = {c.call.record.trace_id for c in tracked}
+        trace_facts = [f for f in facts if f.trace_id in tracked_traces or f.context or self.resolver.knows(f.trace_id)]
+        adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, tracked)
+        adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
+        plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values)
+
+        self.store.stage([staged for staged, _ in direct] + plan.stage)
+        self.store.correct(
+            [
+                Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
+                for key, desired in plan.changes.items()
+            ]
+        )
+        self.resolver.apply(plan)
+        for staged, candidate in direct:
+            self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
 
 
 def _rejection_message(rejections: list[str]) -> str:

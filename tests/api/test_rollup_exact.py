@@ -13,8 +13,7 @@ import random
 import pytest
 import requests
 
-from clickhouse.operations import OperationStore
-from ingest.operation import Operation
+from tests.support.rows import Operation, insert_rows
 from tests.api import reference as ref
 from tests.api.reference import HOUR_NS, Sent, ns
 
@@ -112,17 +111,16 @@ def check_against_raw(service, rng: random.Random, rounds: int) -> None:
 def test_rollup_and_edges_equal_raw_rows(make_service, seed):
     rng = random.Random(seed)
     service = make_service(role="api")
-    store = OperationStore(service.database)
     live: dict[str, Operation] = {}
     for part in range(3):  # several inserts: unmerged parts in both tables
         batch = [random_operation(rng, part * 1000 + n) for n in range(300)]
-        store.insert(batch)
+        insert_rows(service.database, batch)
         live.update({op.span_id: op for op in batch})
     check_against_raw(service, rng, rounds=12)
 
     # New operations and corrections arrive: exact at once, before any merge.
-    store.insert([random_operation(rng, 5000 + n) for n in range(100)] + corrections(rng, live, 150))
-    store.insert(corrections(rng, live, 60))
+    insert_rows(service.database, [random_operation(rng, 5000 + n) for n in range(100)] + corrections(rng, live, 150))
+    insert_rows(service.database, corrections(rng, live, 60))
     check_against_raw(service, rng, rounds=12)
 
     # And after ClickHouse merged (collapsed and summed) everything.

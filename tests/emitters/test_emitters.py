@@ -28,18 +28,9 @@ PROTOCOLS = {
     "anthropic-native": "grpc",
 }
 
-# Mapping gaps: (emitter, call, field) -> what goes wrong. The value the contract asks for is still asserted, in
-# test_known_gap (strict xfail), so fixing the gap turns that test into an XPASS failure to be cleaned up.
-GAPS = {
-    ("openinference-openai", "stream", "streaming"): (
-        "OpenInference marks a streamed call only by \"stream\": true inside the llm.invocation_parameters JSON "
-        "(no llm.is_streaming / gen_ai.request.stream); ingest/mapping.py reads only the `model` field of that "
-        "JSON, so the operation is stored with streaming = false"
-    ),
-    ("openinference-openai", "stream_no_usage", "streaming"): (
-        "same as the stream call: streaming is only in llm.invocation_parameters, stored as streaming = false"
-    ),
-}
+# Known mapping gaps: (emitter, call, field) -> why. Each is asserted as a strict
+# xfail by test_known_gap, so fixing one fails the suite until its entry goes.
+GAPS: dict[tuple[str, str, str], str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
-"""The boundary between mapping and writing: one stored state of an AI model call.
+"""Whole `operations` rows for tests that write the table directly (the ingester
+stages spans instead and lets ClickHouse map them).
 
-A NamedTuple because rows are created at ingest rates (cheap to build, and a
-row is already the tuple that the ClickHouse insert takes, in column order).
 Field names are the column names of `clickhouse/migrations/0001_operations.sql`.
 """
 
@@ -58,25 +57,15 @@ class Operation(NamedTuple):
     def has_tokens(self) -> bool:
         return bool(self.input_tokens or self.output_tokens or self.total_tokens)
 
-    def context(self) -> tuple[str, ...]:
-        return tuple(getattr(self, name) for name in CONTEXT_FIELDS)
-
     def cancelled(self) -> Operation:
         """The row that cancels this state (same key and version, sign -1)."""
         return self._replace(sign=-1)
 
 
-# Operation fields that context resolution fills (see ingest/context.py).
-CONTEXT_FIELDS: tuple[str, ...] = (
-    "profile_id",
-    "profile_alias",
-    "user_id",
-    "user_name",
-    "feature_type",
-    "feature_id",
-    "entity_id",
-    "entity_type",
-)
-
 # Column names as stored; `timestamp_ns` goes into the `timestamp` column.
 COLUMNS: tuple[str, ...] = ("timestamp",) + Operation._fields[1:]
+
+
+def insert_rows(database, rows) -> None:
+    """One insert of whole rows into `operations` (its view keeps usage_hourly in step)."""
+    database.client().insert("operations", rows, column_names=COLUMNS)

@@ -1,0 +1,138 @@
+"""Rows for `incoming_spans`, encoded as clickhouse/incoming_span.proto describes.
+
+A protobuf row is written by hand around bytes the ingester already has: the
+exported Resource, InstrumentationScope and Span, exactly as received, and a
+small `Decision`. ClickHouse's Protobuf format reads a stream of such rows,
+each prefixed with its length. A span from an OTLP/JSON export becomes a
+JSONEachRow line of the same shape.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+
+from collections.abc import Sequence
+
+import orjson
+from google.protobuf.internal.encoder import _VarintBytes as varint
+
+from ingest.store import StagedCall
+
+TABLE = "incoming_spans"
+
+
+@cache
+def schema_settings(embedded: bool) -> dict[str, str]:
+    """Insert settings naming the row schema.
+
+    A server gets the schema's text with the insert (it cannot read our
+    files). Embedded chdb reads the file by its absolute path, as
+    clickhouse-local may, instead of caching a copy of the text in the
+    working directory.
+    """
+    schema = resources.files("clickhouse") / "incoming_span.proto"
+    if embedded:
+        return {"format_schema": f"{Path(str(schema)).resolve()}:IncomingSpan"}
+    text = schema.read_text(encoding="utf-8")
+    return {"format_schema_source": "string", "format_schema": text, "format_schema_message_name": "IncomingSpan"}
+
+
+def _key(number: int, wire_type: int) -> bytes:
+    return varint(number << 3 | wire_type)
+
+
+def _bytes_field(number: int, data: bytes) -> bytes:
+    return _key(number, 2) + varint(len(data)) + data
+
+
+def _text_field(number: int, text: str) -> bytes:
+    return _bytes_field(number, text.encode("utf-8")) if text else b""
+
+
+def _int_field(number: int, value: int) -> bytes:
+    return _key(number, 0) + varint(value) if value else b""
+
+
+# Decision field numbers of the context fields, in CONTEXT_FIELDS order.
+_CONTEXT_NUMBERS = range(9, 17)
+
+
+@lru_cache(maxsize=4096)
+def _context_bytes(context: tuple[str, ...]) -> bytes:
+    # Few distinct contexts repeat across many calls (one per profile and user).
+    return b"".join(_text_field(number, value) for number, value in zip(_CONTEXT_NUMBERS, context))
+
+
+def protobuf_row(staged: StagedCall) -> bytes:
+    call = staged.call
+    record = call.record
+    decision = b"".join(
+        (
+            _text_field(1, record.trace_id),
+            _text_field(2, record.span_id),
+            _text_field(3, record.parent_span_id),
+            _int_field(4, record.start_ns),
+            _int_field(5, record.end_ns),
+            _int_field(6, staged.version),
+            _text_field(7, call.capability),
+            _text_field(8, call.operation),
+            _context_bytes(staged.context),
+            _text_field(17, call.exception[0]),
+            _text_field(18, call.exception[1]),
+        )
+    )
+    row = b"".join(
+        (
+            _bytes_field(1, record.resource.payload),
+            _bytes_field(2, record.scope.payload),
+            _bytes_field(3, record.payload),
+            _bytes_field(4, decision),
+        )
+    )
+    return varint(len(row)) + row
+
+
+def encode(calls: Sequence[StagedCall]) -> tuple[list[bytes], list[bytes]]:
+    """Rows per encoding: protobuf for calls exported as protobuf, JSON lines for the rest."""
+    protobuf_rows, json_rows = [], []
+    for staged in calls:
+        if isinstance(staged.call.record.payload, bytes):
+            protobuf_rows.append(protobuf_row(staged))
+        else:
+            json_rows.append(json_row(staged))
+    return protobuf_rows, json_rows
+
+
+def json_row(staged: StagedCall) -> bytes:
+    call = staged.call
+    record = call.record
+    profile_id, profile_alias, user_id, user_name, feature_type, feature_id, entity_id, entity_type = staged.context
+    return orjson.dumps(
+        {
+            "resource": record.resource.payload,
+            "scope": record.scope.payload,
+            "span": record.payload,
+            "decision": {
+                "traceId": record.trace_id,
+                "spanId": record.span_id,
+                "parentSpanId": record.parent_span_id,
+                "startTimeUnixNano": record.start_ns,
+                "endTimeUnixNano": record.end_ns,
+                "version": staged.version,
+                "capability": call.capability,
+                "operation": call.operation,
+                "profileId": profile_id,
+                "profileAlias": profile_alias,
+                "userId": user_id,
+                "userName": user_name,
+                "featureType": feature_type,
+                "featureId": feature_id,
+                "entityId": entity_id,
+                "entityType": entity_type,
+                "exceptionType": call.exception[0],
+                "exceptionMessage": call.exception[1],
+            },
+        }
+    )

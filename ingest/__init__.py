@@ -1,0 +1,1 @@
+"""OTLP receiver: receive (http, grpc, codec) → map (mapping, context) → write (batcher, store)."""
