@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, jsonify
 
-from clickhouse.migrate import pending
+from clickhouse.migrate import mapping_current, pending
 
 if TYPE_CHECKING:
     from app import Runtime
@@ -23,7 +23,8 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     def ready():
         checks = {"clickhouse": runtime.database.ping()}
         try:
-            checks["migrations"] = checks["clickhouse"] and not pending(runtime.database.client())
+            client = runtime.database.client()
+            checks["migrations"] = checks["clickhouse"] and not pending(client) and mapping_current(client)
         except Exception:  # noqa: BLE001 - unreachable storage is "not ready", not a 500
             checks["migrations"] = False
         if runtime.ingest is not None:
