@@ -7,10 +7,12 @@ at import time.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from flask import Flask
 
+from app.auth import KeyRing
 from app.settings import Settings
 from clickhouse.client import Database
 from clickhouse.migrate import migrate
@@ -29,6 +31,8 @@ class Runtime:
     settings: Settings
     database: Database
     role: str
+    api_keys: KeyRing = field(default_factory=KeyRing)
+    ingest_keys: KeyRing = field(default_factory=KeyRing)
     ingest: IngestService | None = None
     grpc_port: int | None = None
     closers: list = field(default_factory=list)
@@ -47,7 +51,8 @@ class Runtime:
         return drained
 
 
-def create_app(settings: Settings | None = None, role: str = "all") -> Flask:
+def create_app(settings: Settings | None = None, role: str | None = None) -> Flask:
+    role = role or os.environ.get("AI_USAGE_ROLE", "all")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
@@ -60,7 +65,13 @@ def create_app(settings: Settings | None = None, role: str = "all") -> Flask:
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
 
-    runtime = Runtime(settings, database, role)
+    runtime = Runtime(
+        settings,
+        database,
+        role,
+        api_keys=KeyRing(settings.api_keys, settings.api_keys_file),
+        ingest_keys=KeyRing(settings.ingest.ingest_keys, settings.ingest.ingest_keys_file),
+    )
     app.extensions["ai_usage"] = runtime
 
     from app import errors, health
@@ -84,7 +95,7 @@ def _start_ingest(app: Flask, runtime: Runtime) -> None:
     from ingest.http import create_blueprint
 
     config = runtime.settings.ingest
-    authorize = ingest_authorizer(config.ingest_keys, runtime.settings.api_keys)
+    authorize = ingest_authorizer(runtime.ingest_keys, runtime.api_keys)
     store = OperationStore(runtime.database, config.context_keys.all_keys())
     runtime.ingest = IngestService(config, store, runtime.settings.retention_days)
     runtime.ingest.start()

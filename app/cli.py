@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=os.environ.get("AI_USAGE_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("AI_USAGE_PORT", "4318")), help="HTTP port for OTLP/HTTP and the API (default 4318)")
     serve.add_argument("--grpc-port", type=int, default=None, help="also serve OTLP/gRPC on this port (conventionally 4317); overrides AI_USAGE_GRPC_PORT")
-    serve.add_argument("--role", choices=("all", "ingest", "api"), default=os.environ.get("AI_USAGE_ROLE", "all"))
+    serve.add_argument("--role", choices=("all", "ingest", "api"), default=os.environ.get("AI_USAGE_ROLE", "all"),
+                       help="all: OTLP and the API; ingest: OTLP only; api: the API only (separate processes need a ClickHouse server)")
+    serve.add_argument("--allow-open", action="store_true", help="serve without keys on a non-loopback address (same as AI_USAGE_ALLOW_OPEN=true)")
     serve.add_argument("--workers", type=int, default=int(os.environ.get("AI_USAGE_WORKERS", "1")), help="worker processes (1 with embedded ClickHouse)")
     serve.add_argument("--threads", type=int, default=int(os.environ.get("AI_USAGE_THREADS", "32")), help="threads per worker")
 
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             from app.server import ServeOptions, serve as run_server
 
             settings = _with_grpc(settings, args.host, args.grpc_port)
+            if args.allow_open:
+                settings = dataclasses.replace(settings, allow_open=True)
             run_server(settings, ServeOptions(host=args.host, port=args.port, role=args.role, workers=args.workers, threads=args.threads))
         elif args.command == "migrate":
             return _migrate(settings)

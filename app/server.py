@@ -1,11 +1,6 @@
 """Serving with gunicorn, configured for the process model the storage allows.
 
-Embedded ClickHouse (chdb) hosts one engine per process, so in embedded mode
-everything runs in ONE gunicorn worker process with many threads (the
-receiver, the writer thread, the analytics API, the gRPC server). With a
-ClickHouse server every process is stateless apart from in-flight batches,
-so several workers (and several machines) can serve the same database.
-
+Defaults live in app/gunicorn_config.py; `ai-usage serve` flags override them.
 The app is built inside the worker (no preload): the master never opens
 ClickHouse, so a forked worker never inherits an engine.
 """
@@ -13,10 +8,10 @@ ClickHouse, so a forked worker never inherits an engine.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -33,36 +28,32 @@ class ServeOptions:
     role: str = "all"
     workers: int = 1
     threads: int = 32
-    # gthread workers notify the master at least this often; a worker silent
-    # for longer is restarted.
-    timeout: int = 60
-    # On SIGTERM: stop accepting, let in-flight exports finish and the writer
-    # drain its queue, for at most this long (compose's stop_grace_period is longer).
-    graceful_timeout: int = 30
 
 
-def gunicorn_options(settings: Settings, options: ServeOptions) -> dict[str, Any]:
-    if settings.embedded and options.workers != 1:
+def check_process_model(settings: Settings, workers: int, host: str, role: str = "all") -> None:
+    """Refuse what cannot work (several processes on one chdb engine) or is unsafe
+    (an open service on a non-loopback address without an explicit opt-in)."""
+    if settings.embedded and workers != 1:
         raise ConfigError(
             "embedded ClickHouse (chdb) allows one process: use --workers 1 (threads scale instead), "
             "or point CLICKHOUSE_URL at a ClickHouse server to run several workers"
         )
-    return {
-        "bind": f"{options.host}:{options.port}",
-        "workers": options.workers,
-        "worker_class": "gthread",
-        "threads": options.threads,
-        "timeout": options.timeout,
-        "graceful_timeout": options.graceful_timeout,
-        "keepalive": 5,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": settings.log_level.lower(),
-        "proc_name": f"ai-usage-{options.role}",
-        # Several instances share a machine (tests, compose): no shared control socket.
-        "control_socket_disable": True,
-        "worker_exit": _worker_exit,
-    }
+    open_surfaces = settings.open_surfaces(role)
+    if open_surfaces and not _is_loopback(host) and not settings.allow_open:
+        raise ConfigError(
+            f"refusing to serve {' and '.join(open_surfaces)} without keys on {host}: configure "
+            "AI_USAGE_API_KEYS / AI_USAGE_INGEST_KEYS (or their _FILE variants), bind 127.0.0.1, "
+            "or set AI_USAGE_ALLOW_OPEN=true if an open service is really intended"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_data_directory(settings: Settings) -> None:
@@ -84,24 +75,24 @@ def check_data_directory(settings: Settings) -> None:
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _worker_exit(server: Any, worker: Any) -> None:
-    app = getattr(worker, "wsgi", None)
-    runtime = getattr(app, "extensions", {}).get("ai_usage") if app is not None else None
-    if runtime is not None:
-        drained = runtime.close()
-        log.info("worker stopped; accepted exports %s", "all stored" if drained else "NOT all stored")
-
-
 class ServiceApplication(BaseApplication):
     def __init__(self, settings: Settings, options: ServeOptions):
         self.settings = settings
         self.options = options
-        self._gunicorn_options = gunicorn_options(settings, options)
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in self._gunicorn_options.items():
-            self.cfg.set(key, value)
+        from app import gunicorn_config
+
+        for name in dir(gunicorn_config):
+            if name in self.cfg.settings:
+                self.cfg.set(name, getattr(gunicorn_config, name))
+        self.cfg.set("bind", f"{self.options.host}:{self.options.port}")
+        self.cfg.set("workers", self.options.workers)
+        self.cfg.set("threads", self.options.threads)
+        self.cfg.set("proc_name", f"ai-usage-{self.options.role}")
+        # The config file's check reads the environment; flags may differ.
+        self.cfg.set("on_starting", lambda server: None)
 
     def load(self):
         from app import create_app
@@ -110,5 +101,6 @@ class ServiceApplication(BaseApplication):
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
+    check_process_model(settings, options.workers, options.host, options.role)
     check_data_directory(settings)
     ServiceApplication(settings, options).run()

@@ -41,8 +41,14 @@ class Settings:
     clickhouse_url: str = field(default_factory=default_clickhouse_url)
     # Rows older than this are dropped by the table TTL; 0 keeps them forever.
     retention_days: int = 400
-    # Analytics bearer keys; empty means the analytics API is open.
+    # Analytics bearer keys (or sha256:<hex> digests of them); with none, and
+    # no key file, the analytics API is open.
     api_keys: tuple[str, ...] = ()
+    # A file of analytics keys, one per line, re-read when it changes.
+    api_keys_file: str | None = None
+    # Serving without keys on a non-loopback address is refused unless this
+    # says the open mode is intended.
+    allow_open: bool = False
     # Origins allowed to call the analytics API from a browser (the Umbraco
     # backoffice's origin). Nothing is allowed unless configured.
     cors_origins: tuple[str, ...] = ()
@@ -85,13 +91,22 @@ class Settings:
     def embedded(self) -> bool:
         return self.clickhouse_url.startswith("chdb://")
 
+    def open_surfaces(self, role: str) -> list[str]:
+        """What a process of this role would serve to anyone, for want of keys."""
+        surfaces = []
+        if role in ("all", "api") and not (self.api_keys or self.api_keys_file):
+            surfaces.append("the analytics API")
+        if role in ("all", "ingest") and not (self.ingest.ingest_keys or self.ingest.ingest_keys_file):
+            surfaces.append("OTLP ingest")
+        return surfaces
+
     def describe(self) -> dict[str, Any]:
         """Settings for a start-up log line: secrets replaced by their count."""
         described: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "api_keys":
-                value = f"{len(value)} key(s)"
+                value = f"{len(value)} key(s)"  # never the keys themselves
             elif f.name == "clickhouse_url":
                 value = redact_url(value)
             elif f.name == "ingest":
@@ -124,6 +139,24 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _existing_file(raw: str) -> str | None:
+    path = raw.strip()
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError("no such file")
+    return path
+
+
 def _optional_port(raw: str) -> int | None:
     if raw.strip() in ("", "0", "off", "none"):
         return None
@@ -137,6 +170,8 @@ _VARIABLES: tuple[tuple[str, Any, str], ...] = (
     ("CLICKHOUSE_URL", str.strip, "clickhouse_url"),
     ("AI_USAGE_RETENTION_DAYS", int, "retention_days"),
     ("AI_USAGE_API_KEYS", _csv, "api_keys"),
+    ("AI_USAGE_API_KEYS_FILE", _existing_file, "api_keys_file"),
+    ("AI_USAGE_ALLOW_OPEN", _flag, "allow_open"),
     ("AI_USAGE_CORS_ORIGINS", _csv, "cors_origins"),
     ("AI_USAGE_LOG_LEVEL", lambda raw: raw.strip().upper(), "log_level"),
 )
@@ -151,6 +186,7 @@ _INGEST_VARIABLES: tuple[tuple[str, Any, str], ...] = (
     ("AI_USAGE_CONTEXT_WINDOW_SECONDS", _positive_int, "context_window_seconds"),
     ("AI_USAGE_IGNORED_SCOPES", _csv, "ignored_scopes"),
     ("AI_USAGE_INGEST_KEYS", _csv, "ingest_keys"),
+    ("AI_USAGE_INGEST_KEYS_FILE", _existing_file, "ingest_keys_file"),
     ("AI_USAGE_GRPC_PORT", _optional_port, "grpc_port"),
 )
 

@@ -67,8 +67,11 @@ class IngestConfig:
     # Instrumentation scopes whose spans are dropped, for applications that
     # run two instrumentations of the same client (see README).
     ignored_scopes: tuple[str, ...] = ()
-    # Bearer keys for OTLP exports; empty means ingest is open.
+    # Bearer keys for OTLP exports (or sha256:<hex> digests); with none, and
+    # no key file, ingest is open.
     ingest_keys: tuple[str, ...] = ()
+    # A file of ingest keys, one per line, re-read when it changes.
+    ingest_keys_file: str | None = None
     # OTLP/gRPC port (4317 by convention); None serves OTLP/HTTP only.
     grpc_port: int | None = None
     # Address the gRPC server binds; `ai-usage serve --host` sets it too.

@@ -31,8 +31,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     docs.describe_security(api)
     app.register_blueprint(docs.assets_blueprint())
 
-    # Keys are hashed once here, not per request.
-    guard = bearer_guard(settings.api_keys, settings.ingest.ingest_keys)
+    guard = bearer_guard(runtime.api_keys, runtime.ingest_keys)
     for blueprint in (analytics.create_blueprint(runtime.database), audit_logs.create_blueprint(runtime.database)):
         blueprint.before_request(guard)
         blueprint.register_error_handler(OperationalError, storage_unavailable)

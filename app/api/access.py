@@ -10,9 +10,8 @@ from app.auth import KeyRing, Verdict, check
 from app.errors import problem
 
 
-def bearer_guard(api_keys: Iterable[str], ingest_keys: Iterable[str]) -> Callable[[], Response | None]:
+def bearer_guard(own: KeyRing, other: KeyRing) -> Callable[[], Response | None]:
     """A before_request hook: analytics keys pass, no/unknown key is 401, an ingest key 403."""
-    own, other = KeyRing(api_keys), KeyRing(ingest_keys)
 
     def guard() -> Response | None:
         # A CORS preflight never carries credentials; it only asks what is allowed.

@@ -64,3 +64,34 @@ def test_embedded_mode_refuses_several_workers(tmp_path):
         [sys.executable, "-m", "app.cli", "serve", "--workers", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "one process" in result.stderr
+
+
+def test_serve_refuses_an_open_network_bind(tmp_path):
+    env = {**ServiceProcess(tmp_path / "data").env}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "AI_USAGE_ALLOW_OPEN" in result.stderr
+
+
+def test_gunicorn_runs_the_app_with_the_shipped_config(tmp_path):
+    """The documented way to run gunicorn directly works and reads the same settings."""
+    service = ServiceProcess(tmp_path / "data")
+    env = {**service.env, "AI_USAGE_PORT": str(service.port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_config", "app:create_app()"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        import time
+
+        for _ in range(150):
+            try:
+                if requests.get(f"{service.url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert requests.get(f"{service.url}/health/ready", timeout=5).json()["status"] == "ready"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0

@@ -1,0 +1,60 @@
+"""gunicorn settings for ai-usage, read from the environment.
+
+`ai-usage serve` loads this file and applies its command-line flags on top.
+To run gunicorn directly (e.g. under a process manager that wants to own it):
+
+    gunicorn -c python:app.gunicorn_config 'app:create_app()'
+
+Process model: with embedded ClickHouse (chdb) everything must live in ONE
+worker process (chdb allows one engine per process), so scale with threads;
+with a ClickHouse server, run several workers (and several machines): every
+process is stateless apart from the exports it is writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("ai_usage.gunicorn")
+
+bind = f"{os.environ.get('AI_USAGE_HOST', '127.0.0.1')}:{os.environ.get('AI_USAGE_PORT', '4318')}"
+workers = int(os.environ.get("AI_USAGE_WORKERS", "1"))
+# Threads serve concurrent exports (each waits for its group commit) and API
+# queries; chdb and ClickHouse's HTTP client release the GIL while they wait.
+worker_class = "gthread"
+threads = int(os.environ.get("AI_USAGE_THREADS", "32"))
+# A worker that does not check in for this long is restarted. Exports wait at
+# most AI_USAGE_EXPORT_TIMEOUT_SECONDS (8 s) and queries are short, so 60 s
+# only catches a hung process.
+timeout = 60
+# On SIGTERM: stop accepting, let running requests finish and the writer
+# store every accepted export, for at most this long. Orchestrators should
+# wait longer than this before SIGKILL (compose: stop_grace_period).
+graceful_timeout = 30
+keepalive = 5
+# Several instances may share a machine (tests, compose): no shared control socket.
+control_socket_disable = True
+# Access logs come from the app as structured JSON lines (with request ids).
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("AI_USAGE_LOG_LEVEL", "info").lower()
+proc_name = f"ai-usage-{os.environ.get('AI_USAGE_ROLE', 'all')}"
+
+
+def on_starting(server) -> None:
+    """Refuse settings that cannot work before any worker starts."""
+    from app.server import check_process_model
+    from app.settings import Settings
+
+    host = server.cfg.address[0][0] if server.cfg.address and isinstance(server.cfg.address[0], tuple) else "127.0.0.1"
+    check_process_model(Settings.from_env(), workers=server.cfg.workers, host=host)
+
+
+def worker_exit(server, worker) -> None:
+    """Store every export this worker accepted before it goes."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("ai_usage") if app is not None else None
+    if runtime is not None:
+        drained = runtime.close()
+        log.info("worker stopped; accepted exports %s", "all stored" if drained else "NOT all stored")
