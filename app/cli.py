@@ -11,7 +11,11 @@ import sys
 from app.settings import ConfigError, Settings
 
 
-def main(argv: list[str] | None = None) -> int:
+# Defaults of `serve` flags that the environment may set (containers, systemd units).
+SERVE_VARIABLES = ("AI_USAGE_HOST", "AI_USAGE_PORT", "AI_USAGE_ROLE", "AI_USAGE_WORKERS", "AI_USAGE_THREADS")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ai-usage", description="AI usage analytics: OTLP in, Umbraco.AI analytics API out.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -31,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--operations", type=int, required=True, help="number of operations to write")
     generate.add_argument("--days", type=int, required=True, help="spread them over this many days, ending now")
     generate.add_argument("--seed", type=int, default=1, help="same seed, same data")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
     except ConfigError as error:

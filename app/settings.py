@@ -196,3 +196,11 @@ _CONTEXT_KEY_VARIABLES: tuple[tuple[str, str], ...] = (
     ("AI_USAGE_USER_ID_KEYS", "user_id"),
     ("AI_USAGE_USER_NAME_KEYS", "user_name"),
 )
+
+
+def environment_variables() -> frozenset[str]:
+    """Every variable Settings reads (the README's configuration table lists them all)."""
+    names = {"CLICKHOUSE_URL"}
+    names.update(name for name, *_ in _VARIABLES + _INGEST_VARIABLES)
+    names.update(name for name, _ in _CONTEXT_KEY_VARIABLES)
+    return frozenset(names)

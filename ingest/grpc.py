@@ -91,8 +91,9 @@ class GrpcReceiver:
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            # Several instances on one machine must not share a port silently.
-            ("grpc.so_reuseport", 0),
+            # Several gunicorn workers of one ingest service share the port
+            # (SO_REUSEPORT, grpc's default on Linux, stated here on purpose).
+            ("grpc.so_reuseport", 1),
         ]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"), options=options)
         self.server.add_generic_rpc_handlers((TraceServicer(service, authorize).handler(),))
