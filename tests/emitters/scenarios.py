@@ -161,6 +161,9 @@ EMITTERS: dict[str, Emitter] = {
 # Both of the Anthropic instrumentations at once (the README's "Two instrumentations of one client").
 DOUBLE_ANTHROPIC = "double-anthropic"
 DOUBLE_ANTHROPIC_ENV = {"TRACELOOP_TRACE_CONTENT": "false"}
+# OpenLLMetry's and the official OpenAI instrumentation at once: their spans nest (one trace), unlike Anthropic's.
+DOUBLE_OPENAI = "double-openai"
+DOUBLE_OPENAI_ENV = {"TRACELOOP_TRACE_CONTENT": "false"}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ they are one call: without configuration each call is counted twice, and that is
 behaviour (README, "Two instrumentations of one client"). AI_USAGE_IGNORED_SCOPES (`ignored_scopes`) drops
 one of them. One driver run exports the very same spans to three services: no setting, ignoring the SDK's
 scope, and ignoring OpenLLMetry's scope (the README's recommendation: the SDK's numbers are the right ones).
+
+Two OpenAI instrumentations behave differently: their spans nest in one trace, and the service counts the
+leaf by itself (the contract's rule for nested model calls), so no setting is needed there.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from tests.emitters.scenarios import (
     ANTHROPIC_CALLS,
     DOUBLE_ANTHROPIC,
     DOUBLE_ANTHROPIC_ENV,
+    DOUBLE_OPENAI,
+    DOUBLE_OPENAI_ENV,
     EMITTERS,
+    OPENAI_CALLS,
     MESSAGES,
     Emitter,
     expected,
@@ -59,7 +65,7 @@ def _fields(row: dict, emitter: Emitter, call) -> tuple[dict, dict]:
 
 
 def _sums(emitters: list[Emitter]) -> dict:
-    wanted = [expected(e, call) for e in emitters for call in ANTHROPIC_CALLS]
+    wanted = [expected(e, call) for e in emitters for call in e.calls]
     return {
         "requests": len(wanted),
         "input_tokens": sum(w.input_tokens for w in wanted),
@@ -126,3 +132,35 @@ def test_ignoring_the_sdk_keeps_openllmetrys_stream_output_off_by_one(double):
     # Counted once, but each stream's output is one token over the API's: why the README recommends the other.
     streams = sum(call.stream for call in ANTHROPIC_CALLS)
     assert totals(double["sdk-ignored"].service)["output_tokens"] == _sums([SDK])["output_tokens"] + streams
+
+
+# --- two OpenAI instrumentations: nested spans, counted once without any setting ----------------------------
+
+OPENAI_V2_SCOPE, = EMITTERS["openai-v2"].scopes
+OPENLLMETRY_OPENAI = EMITTERS["openllmetry-openai"]
+OPENLLMETRY_OPENAI_SCOPE, = OPENLLMETRY_OPENAI.scopes
+
+
+@pytest.fixture(scope="module")
+def double_openai(start_service, provider_stub, tmp_path_factory) -> Run:
+    service = start_service()
+    manifest = drive(DOUBLE_OPENAI, provider_stub, [("http/protobuf", service.url)],
+                     tmp_path_factory.mktemp("double-openai"), DOUBLE_OPENAI_ENV)
+    return Run(OPENLLMETRY_OPENAI, service, manifest,
+               {call: current_rows(service, spans) for call, spans in manifest["calls"].items()})
+
+
+@pytest.mark.parametrize("call", [pytest.param(call, id=call.name) for call in OPENAI_CALLS])
+def test_nested_openai_instrumentations_count_the_leaf_once(double_openai, call):
+    spans = {s["scope"]: s for s in double_openai.manifest["calls"][call.name]}
+    outer, leaf = spans[OPENAI_V2_SCOPE], spans[OPENLLMETRY_OPENAI_SCOPE]
+    assert (leaf["trace_id"], leaf["parent_span_id"]) == (outer["trace_id"], outer["span_id"]), "nested, one trace"
+    rows = double_openai.rows[call.name]
+    assert [(row["trace_id"], row["span_id"]) for row in rows] == [(leaf["trace_id"], leaf["span_id"])]
+    got, want = _fields(rows[0], OPENLLMETRY_OPENAI, call)
+    assert got == want
+
+
+def test_nested_openai_instrumentations_totals_count_each_call_once(double_openai):
+    assert totals(double_openai.service) == _sums([OPENLLMETRY_OPENAI])
+    assert analytics(double_openai, "usage-summary")["totalRequests"] == len(OPENAI_CALLS)
