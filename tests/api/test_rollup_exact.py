@@ -17,6 +17,7 @@ from clickhouse.operations import OperationStore
 from ingest.operation import Operation
 from tests.api import reference as ref
 from tests.api.reference import HOUR_NS, Sent, ns
+from tests.api.rows import operation
 
 T0 = ns("2025-06-01T00:00:00")  # a Sunday: weeks straddle the data
 SPAN_NS = 3 * 24 * HOUR_NS
@@ -50,11 +51,11 @@ def random_operation(rng: random.Random, number: int) -> Operation:
     profile_id, profile_alias = rng.choice(PROFILES)
     user_id, user_name = rng.choice(USERS)
     input_tokens, output_tokens = rng.randrange(5000), rng.randrange(2000)
-    return Operation(
-        random_time(rng), f"{number:032x}", f"{number + 1:016x}", "", 1, 1, "svc", "tests", "1", "chat", "Chat", "chat",
-        rng.choice(PROVIDERS), "", request_model, response_model, profile_id, profile_alias, user_id, user_name,
-        "", "", "", "", input_tokens, output_tokens, input_tokens + output_tokens + rng.choice([0, 0, 17]), 0, 0, 0,
-        rng.randrange(10**10), rng.random() < 0.8, "", "", False, "", "", {},
+    return operation(
+        random_time(rng), number, provider=rng.choice(PROVIDERS), request_model=request_model, response_model=response_model,
+        profile_id=profile_id, profile_alias=profile_alias, user_id=user_id, user_name=user_name,
+        input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens + rng.choice([0, 0, 17]),
+        duration_ns=rng.randrange(10**10), succeeded=rng.random() < 0.8,
     )
 
 
