@@ -24,7 +24,7 @@ from bench.analytics import run_size
 from bench.ingest import run_ingest
 from bench.profile import render as render_profile
 from bench.profile import summarise
-from bench.report import Report, limits, render, write_readme
+from bench.report import Report, load, render, save, write_readme
 from bench.service import REPO
 
 # Bytes per generated operation on disk (operations + usage_hourly), measured
@@ -53,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the service during ingest; raw profiles go here")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="README to update (default the repo's)")
     parser.add_argument("--no-readme", action="store_true", help="print only")
+    parser.add_argument("--render", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="measure nothing: render a saved results.json (the README gets its original command)")
     return parser.parse_args(argv)
 
 
@@ -63,6 +65,8 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.render is not None:
+        return _publish(load(args.render), args)
     encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
     sizes = _sizes(args.sizes)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ai-usage-bench-"))
@@ -79,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     began = time.monotonic()
-    profiles: list[str] = []
 
     for encoding in encodings:
         result = run_ingest(
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         report.ingest.append(result)
         log(f"ingest {encoding}: {result.stored_per_second:,.0f} stored spans/s, raw parse {result.decode_spans_per_second:,.0f} spans/s")
         if result.profile and Path(result.profile).exists():
-            profiles.append(render_profile(summarise(Path(result.profile)), f"service profile, {encoding} ingest (py-spy --gil)"))
+            report.profiles[encoding] = summarise(Path(result.profile))
 
     for operations in sizes:
         free = shutil.disk_usage(workdir).free
@@ -116,15 +119,21 @@ def main(argv: list[str] | None = None) -> int:
             log(f"analytics {operations:,}: failed: {error}")
             report.notes.append(f"{operations:,} operations: failed ({error})")
 
-    block = render(report) + "\n" + limits(report) + f"\n\nThe whole run took {(time.monotonic() - began) / 60:.0f} minutes.\n"
+    report.duration_minutes = (time.monotonic() - began) / 60
+    # Kept even in a temporary workdir (the data directories are removed): `--render` reads it.
+    save(report, workdir / "results.json")
+    log(f"results saved in {workdir / 'results.json'} (service logs alongside)")
+    return _publish(report, args)
+
+
+def _publish(report: Report, args: argparse.Namespace) -> int:
+    block = render(report)
     print(block)
-    for profile in profiles:
-        print(profile)
+    for encoding, profile in report.profiles.items():
+        print(render_profile(profile, f"service profile, {encoding} ingest (py-spy --gil)"))
     if not args.no_readme:
         write_readme(args.readme, block)
         log(f"wrote the results into {args.readme}")
-    if args.workdir is None and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -36,6 +36,7 @@ from bench.service import PeakRss, Service, in_child, stored_counts, tree_cpu_se
 from bench.stats import percentile
 
 TEMPLATES_PER_CLIENT = 3
+PROFILE_RATE = 50  # py-spy samples per second: enough for a profile, little load on 2 cores
 MEDIA = {"protobuf": PROTOBUF, "json": JSON}
 
 
@@ -237,7 +238,7 @@ def run_ingest(
                 profile_path = str(profile_dir / f"ingest-{encoding}.raw")
                 # --gil: the service is one Python process, so what holds the GIL is what limits it.
                 profiler = subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(worker), "--duration", str(int(duration)), "--rate", "50",
+                    ["py-spy", "record", "--pid", str(worker), "--duration", str(int(duration)), "--rate", str(PROFILE_RATE),
                      "--nonblocking", "--gil", "--format", "raw", "--output", profile_path],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
