@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 
 from tests.support.service import InProcessService, service_settings
@@ -9,14 +11,12 @@ from tests.support.service import InProcessService, service_settings
 
 @pytest.fixture(scope="module")
 def module_services(chdb_dir):
-    """Start in-process services that live until the module's last test (see `make_service`)."""
-    started: list[InProcessService] = []
+    """Like `make_service`, but the services live until the module's last test."""
+    with ExitStack() as running:
 
-    def start(role: str = "all", **overrides) -> InProcessService:
-        service = InProcessService(service_settings(chdb_dir, **overrides), role=role)
-        started.append(service)
-        return service
+        def start(role: str = "all", **overrides) -> InProcessService:
+            service = InProcessService(service_settings(chdb_dir, **overrides), role=role)
+            running.callback(service.close)
+            return service
 
-    yield start
-    for service in started:
-        service.close()
+        yield start
