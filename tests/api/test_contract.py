@@ -224,7 +224,7 @@ def keyed(module_services):
         ("Bearer wrong-key", 401),
         (f"Bearer {INGEST_KEY}", 403),
         (f"Bearer {API_KEY}", None),
-        (f"bearer second-analytics-key", None),
+        ("bearer second-analytics-key", None),
     ],
 )
 def test_bearer_keys_guard_every_api_route(keyed, path, authorization, status):
