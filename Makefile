@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test install install-test
+.PHONY: serve test install install-test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +21,8 @@ serve: install
 
 test: install-test
 	$(BIN)/python -m pytest $(ARGS)
+
+# Ingest throughput and analytics latency of the real service (about an hour
+# with the default sizes); prints the table and writes it into README.md.
+bench: install-test
+	$(BIN)/python -m bench $(ARGS)

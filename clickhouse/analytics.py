@@ -45,6 +45,9 @@ class Grouping(Protocol):
     @property
     def unknown_label(self) -> str: ...  # the key shown for an empty key
 
+    @property
+    def has_name(self) -> bool: ...  # whether name_sql gives display names
+
 
 @dataclass(frozen=True)
 class _Everything:
@@ -54,6 +57,7 @@ class _Everything:
     key_sql: str = "''"
     name_sql: str = "''"
     unknown_label: str = ""
+    has_name: bool = False
 
 
 EVERYTHING = _Everything()
@@ -123,27 +127,22 @@ _RAW_SUMS = """
     sum(sign * (1 - succeeded)) AS failures,
     sum(sign * duration_ns) AS duration_ns"""
 
-_ROLLUP_SUMS = """
-    sum(requests) AS requests,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(total_tokens) AS total_tokens,
-    sum(successes) AS successes,
-    sum(failures) AS failures,
-    sum(duration_ns) AS duration_ns"""
-
-_ROLLUP_SLICES = f"""
-SELECT hour, key, name,{_ROLLUP_SUMS}
+# Rollup rows as stored: not grouped, because every outer query sums them
+# anyway, and grouping ~4,000 users x 720 hours first would cost more than
+# the rest of the query. Unmerged parts may hold several rows per
+# (hour, key, name), some negative (a correction not merged yet).
+_ROLLUP_ROWS = """
+SELECT hour, key, name, requests, input_tokens, output_tokens, total_tokens, successes, failures, duration_ns
 FROM usage_hourly
-WHERE dimension = {{dimension:String}}
-  AND hour >= toDateTime({{whole_start:Int64}}, 'UTC') AND hour < toDateTime({{whole_end:Int64}}, 'UTC')
-GROUP BY hour, key, name"""
+WHERE dimension = {dimension:String}
+  AND hour >= toDateTime({whole_start:Int64}, 'UTC') AND hour < toDateTime({whole_end:Int64}, 'UTC')"""
 
 _RAW_RANGE = (
     "(timestamp >= fromUnixTimestamp64Nano({{{0}_start:Int64}}, 'UTC')"
     " AND timestamp < fromUnixTimestamp64Nano({{{0}_end:Int64}}, 'UTC'))"
 )
 
+# Raw rows at the range edges, grouped: each (hour, key, name) nets to >= 0.
 _RAW_SLICES = """
 SELECT toStartOfHour(toDateTime(timestamp, 'UTC')) AS hour, {key_sql} AS key, {name_sql} AS name,{sums}
 FROM operations
@@ -166,13 +165,10 @@ GROUP BY bucket
 HAVING request_count > 0
 ORDER BY bucket"""
 
-# The display name of a key is the name of the latest hour in which the key
-# has a positive count with that name (ties: the greatest name). Computed on
-# the (hour, key, name) slices, so rollup and raw rows follow the same rule.
-_BREAKDOWN = """
+_BREAKDOWN_UNNAMED = """
 SELECT
     if(key = '', {{unknown:String}}, key) AS dimension,
-    if(key = '', '', argMaxIf(name, (hour, name), requests > 0)) AS dimension_name,
+    '' AS dimension_name,
     sum(requests) AS request_count,
     sum(total_tokens) AS tokens,
     request_count * 100 / sum(request_count) OVER () AS percentage
@@ -181,9 +177,47 @@ GROUP BY key
 HAVING request_count > 0
 ORDER BY request_count DESC, dimension ASC"""
 
+# The display name of a key: the name of the latest hour in which the key has
+# a positive count with that name (ties: the greatest name), for rollup and
+# raw rows alike. Hour and name are compared as one string, the hour as 8 hex
+# digits first, so that max() orders by (hour, name) on the fast String path
+# (a tuple argument is ~5x slower). A (hour, key, name) is positive when its
+# rows sum to > 0; when none of a key's rows is negative that is "any row > 0",
+# read in the same pass as the sums. Only keys with a negative row (an
+# unmerged correction) are grouped by (hour, name) first, in `exact`.
+_HOUR_NAME = "concat(hex(toUInt32(hour)), name)"
+_HOUR_DIGITS = 8
+
+_BREAKDOWN_NAMED = f"""
+WITH slices AS ({{slices}})
+SELECT
+    if(key = '', {{{{unknown:String}}}}, key) AS dimension,
+    if(key = '', '', substring(if(negative_rows = 0, latest, exact.latest), {_HOUR_DIGITS + 1})) AS dimension_name,
+    request_count,
+    tokens,
+    request_count * 100 / sum(request_count) OVER () AS percentage
+FROM (
+    SELECT key, sum(requests) AS request_count, sum(total_tokens) AS tokens,
+           maxIf({_HOUR_NAME}, requests > 0) AS latest, countIf(requests < 0) AS negative_rows
+    FROM slices
+    GROUP BY key
+    HAVING request_count > 0
+) AS totals
+LEFT JOIN (
+    SELECT key, maxIf(hour_name, count > 0) AS latest
+    FROM (
+        SELECT key, {_HOUR_NAME} AS hour_name, sum(requests) AS count
+        FROM slices
+        WHERE key IN (SELECT key FROM slices WHERE requests < 0)
+        GROUP BY key, hour_name
+    )
+    GROUP BY key
+) AS exact ON totals.key = exact.key
+ORDER BY request_count DESC, dimension ASC"""
+
 
 def slices(grouping: Grouping, period: Period) -> tuple[str, dict[str, Any]]:
-    """The (hour, key, name, sums) rows of a period: rollup for whole hours, raw rows at the edges."""
+    """(hour, key, name, sums) rows of a period: rollup rows for whole hours, grouped raw rows at the edges."""
     period = period.clamped()
     start, end = period.start_ns, period.end_ns
     whole_start = -(-start // HOUR_NS) * HOUR_NS
@@ -191,7 +225,7 @@ def slices(grouping: Grouping, period: Period) -> tuple[str, dict[str, Any]]:
     parameters: dict[str, Any] = {}
     parts: list[str] = []
     if whole_start < whole_end:
-        parts.append(_ROLLUP_SLICES)
+        parts.append(_ROLLUP_ROWS)
         parameters.update(dimension=grouping.rollup, whole_start=whole_start // 10**9, whole_end=whole_end // 10**9)
         edges = {"head": (start, whole_start), "tail": (whole_end, end)}
         raw = {name: bounds for name, bounds in edges.items() if bounds[0] < bounds[1]}
@@ -234,7 +268,8 @@ def time_series(database: Database, period: Period, granularity: Granularity) ->
 def breakdown(database: Database, grouping: Grouping, period: Period) -> list[BreakdownItem]:
     sql, parameters = slices(grouping, period)
     parameters["unknown"] = grouping.unknown_label
-    rows = _query(database, _BREAKDOWN.format(slices=sql), parameters)
+    template = _BREAKDOWN_NAMED if grouping.has_name else _BREAKDOWN_UNNAMED
+    rows = _query(database, template.format(slices=sql), parameters)
     return [
         BreakdownItem(dimension, name or None, int(requests), int(tokens), float(percentage))
         for dimension, name, requests, tokens, percentage in rows
@@ -310,46 +345,45 @@ class AuditPage:
 
 
 def _text(column: str) -> str:
-    """A text column of the live row; '' (not set) as NULL."""
-    return f"nullIf(toString(argMax({column}, sign)), '')"
+    """A text column; '' (not set) as NULL."""
+    return f"nullIf(toString({column}), '')"
 
 
-# Columns of one live state, in AuditEntry order, as (alias, expression). A
-# cancel row copies the state it cancels, so a version whose signs sum to
-# more than 0 has a +1 row, and argMax(x, sign) reads that row. Aliases are
-# prefixed so that they never shadow a column inside another expression.
-_ENTRY: tuple[tuple[str, str], ...] = (
-    ("e_trace_id", "trace_id"),
-    ("e_span_id", "span_id"),
-    ("e_start_ns", "toUnixTimestamp64Nano(timestamp)"),
-    ("e_duration_ns", "argMax(duration_ns, sign)"),
-    ("e_status", "if(argMax(succeeded, sign), 'Succeeded', 'Failed')"),
-    ("e_capability", "toString(argMax(capability, sign))"),
-    ("e_provider", _text("provider")),
-    ("e_model", _text("if(request_model != '', request_model, response_model)")),
-    ("e_profile_id", _text("profile_id")),
-    ("e_profile_alias", _text("profile_alias")),
-    ("e_user_id", _text("user_id")),
-    ("e_user_name", _text("user_name")),
-    ("e_entity_id", _text("entity_id")),
-    ("e_entity_type", _text("entity_type")),
-    ("e_feature_type", _text("feature_type")),
-    ("e_feature_id", _text("feature_id")),
-    ("e_input_tokens", "argMax(input_tokens, sign)"),
-    ("e_output_tokens", "argMax(output_tokens, sign)"),
-    ("e_total_tokens", "argMax(total_tokens, sign)"),
-    ("e_error_message", _text("error_message")),
-    ("e_attributes", "argMax(attributes, sign)"),
+# Columns of one state, in AuditEntry order.
+_ENTRY: tuple[str, ...] = (
+    "trace_id",
+    "span_id",
+    "toUnixTimestamp64Nano(timestamp)",
+    "duration_ns",
+    "if(succeeded, 'Succeeded', 'Failed')",
+    "toString(capability)",
+    _text("provider"),
+    _text("if(request_model != '', request_model, response_model)"),
+    _text("profile_id"),
+    _text("profile_alias"),
+    _text("user_id"),
+    _text("user_name"),
+    _text("entity_id"),
+    _text("entity_type"),
+    _text("feature_type"),
+    _text("feature_id"),
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    _text("error_message"),
+    "attributes",
 )
-_ENTRY_ALIASES = ", ".join(alias for alias, _ in _ENTRY)
 
-_LIVE_STATES = """
-SELECT
-    {columns}
+# Live states: a +1 row whose (timestamp, trace, span, version) has no cancel
+# row. The ingester writes each state once and cancels it at most once with an
+# exact copy (sign -1), so this is "the version's signs sum to > 0" without
+# grouping the whole table, and ORDER BY the sort key with LIMIT reads only
+# the newest granules. Cancel rows are few (corrections, until merged away).
+_LIVE = """
 FROM operations
-WHERE {{conditions}}
-GROUP BY timestamp, trace_id, span_id, version
-HAVING sum(sign) > 0""".format(columns=",\n    ".join(f"{expression} AS {alias}" for alias, expression in _ENTRY) + ",\n    version")
+WHERE sign = 1 AND {conditions}
+  AND (timestamp, trace_id, span_id, version) NOT IN (
+      SELECT timestamp, trace_id, span_id, version FROM operations WHERE sign = -1 AND {conditions})"""
 
 # Filters of the audit list; each is a constant fragment whose values are bound.
 _AUDIT_CONDITIONS: dict[str, str] = {
@@ -367,22 +401,24 @@ _AUDIT_CONDITIONS: dict[str, str] = {
     ),
 }
 
-# One query: the count of all matches and the requested page, newest first.
-# The page comes back as one array, so an empty page still carries the total.
+# One query: the number of live states matching (a cancel row copies the
+# state it cancels, so sum(sign) over the matching rows counts them), and the
+# requested page, newest first, as one array so an empty page still has a total.
 _AUDIT_PAGE = f"""
-WITH live AS ({{live}})
 SELECT
-    (SELECT count() FROM live) AS total,
+    (SELECT sum(sign) FROM operations WHERE {{conditions}}) AS total,
     (SELECT groupArray(entry) FROM (
-        SELECT tuple({_ENTRY_ALIASES}) AS entry FROM live
-        ORDER BY e_start_ns DESC, e_trace_id DESC, e_span_id DESC
+        SELECT tuple({", ".join(_ENTRY)}) AS entry
+        {_LIVE}
+        ORDER BY timestamp DESC, trace_id DESC, span_id DESC
         LIMIT {{{{take:UInt32}}}} OFFSET {{{{skip:UInt64}}}}
     )) AS page"""
 
 _AUDIT_ONE = f"""
-SELECT {_ENTRY_ALIASES} FROM ({{live}})
+SELECT {", ".join(_ENTRY)}
+{_LIVE}
 ORDER BY version DESC
-LIMIT 1"""
+LIMIT 1""".format(conditions="trace_id = {trace_id:String} AND span_id = {span_id:String}")
 
 
 def audit_page(database: Database, wanted: AuditFilter) -> AuditPage:
@@ -400,8 +436,8 @@ def audit_page(database: Database, wanted: AuditFilter) -> AuditPage:
             value = AUDIT_STATUSES[value]
         conditions.append(fragment)
         parameters[name] = value
-    live = _LIVE_STATES.format(conditions=" AND ".join(conditions))
-    total, page = _query(database, _AUDIT_PAGE.format(live=live), parameters)[0]
+    sql = _AUDIT_PAGE.format(conditions=" AND ".join(conditions))
+    total, page = _query(database, sql, parameters)[0]
     entries = [_entry(row) for row in page]
     # groupArray need not keep the subquery's order; the tuple has the sort key.
     entries.sort(key=lambda e: (e.start_ns, e.trace_id, e.span_id), reverse=True)
@@ -409,8 +445,7 @@ def audit_page(database: Database, wanted: AuditFilter) -> AuditPage:
 
 
 def audit_entry(database: Database, trace_id: str, span_id: str) -> AuditEntry | None:
-    live = _LIVE_STATES.format(conditions="trace_id = {trace_id:String} AND span_id = {span_id:String}")
-    rows = _query(database, _AUDIT_ONE.format(live=live), {"trace_id": trace_id, "span_id": span_id})
+    rows = _query(database, _AUDIT_ONE, {"trace_id": trace_id, "span_id": span_id})
     return _entry(rows[0]) if rows else None
 
 

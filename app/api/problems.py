@@ -21,7 +21,6 @@ from werkzeug.exceptions import HTTPException
 
 from app.errors import PROBLEM_JSON, from_http_exception, problem
 
-
 API_BASE = "/umbraco/ai/management/api/v1"
 # Errors every API route can answer, as references to the responses below.
 ERROR_RESPONSES = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 503: "SERVICE_UNAVAILABLE"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -62,7 +62,7 @@ def parse_instant(text: str) -> int:
     local = datetime.fromisoformat(f"{match['date']}T{match['time'] or '00:00'}")
     # Integer arithmetic throughout: exact to the nanosecond, any year 1-9999.
     offset = timedelta(hours=hours, minutes=minutes) * sign
-    delta = local.replace(tzinfo=timezone.utc) - EPOCH - offset
+    delta = local.replace(tzinfo=UTC) - EPOCH - offset
     fraction = int((match["fraction"] or "0")[:9].ljust(9, "0"))
     return (delta.days * 86_400 + delta.seconds) * 10**9 + fraction
 

@@ -91,6 +91,13 @@ def instrument(emitter: str, tracer_provider) -> None:
         from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 
         AnthropicInstrumentor().instrument(tracer_provider=tracer_provider)
+    elif emitter == scenarios.DOUBLE_OPENAI:
+        # The instrumentor applied last wraps outermost: openai-v2's span is the parent, OpenLLMetry's the leaf.
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryInstrumentor
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OpenAIV2Instrumentor
+
+        OpenLLMetryInstrumentor().instrument(tracer_provider=tracer_provider)
+        OpenAIV2Instrumentor().instrument(tracer_provider=tracer_provider)
     elif emitter == "anthropic-native":
         pass  # the SDK traces by itself once a global tracer provider is set
     else:
@@ -195,7 +202,7 @@ def parse_export(value: str) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("emitter", choices=sorted([*scenarios.EMITTERS, scenarios.DOUBLE_ANTHROPIC]))
+    parser.add_argument("emitter", choices=sorted([*scenarios.EMITTERS, scenarios.DOUBLE_ANTHROPIC, scenarios.DOUBLE_OPENAI]))
     parser.add_argument("--stub", required=True, help="provider stub base URL, http://127.0.0.1:PORT")
     parser.add_argument("--export", action="append", type=parse_export, required=True,
                         help="PROTOCOL=ENDPOINT (http/protobuf and http/json: base URL; grpc: host:port)")

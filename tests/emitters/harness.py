@@ -70,6 +70,11 @@ def current_rows(service: InProcessService, spans: list[dict]) -> list[dict]:
     )
 
 
+def rows_by_call(service: InProcessService, manifest: dict) -> dict:
+    """Call name -> the live operations the service stored for that call's spans."""
+    return {call: current_rows(service, spans) for call, spans in manifest["calls"].items()}
+
+
 def totals(service: InProcessService) -> dict:
     """Counts and sums over the whole table, the way every query must read it (sum(sign))."""
     return service.query(

@@ -161,6 +161,9 @@ EMITTERS: dict[str, Emitter] = {
 # Both of the Anthropic instrumentations at once (the README's "Two instrumentations of one client").
 DOUBLE_ANTHROPIC = "double-anthropic"
 DOUBLE_ANTHROPIC_ENV = {"TRACELOOP_TRACE_CONTENT": "false"}
+# OpenLLMetry's and the official OpenAI instrumentation at once: their spans nest (one trace), unlike Anthropic's.
+DOUBLE_OPENAI = "double-openai"
+DOUBLE_OPENAI_ENV = {"TRACELOOP_TRACE_CONTENT": "false"}
 
 
 @dataclass(frozen=True)
@@ -231,3 +234,18 @@ def expected(emitter: Emitter, call: Call) -> Expected:
         succeeded=not call.failed,
         error_type=emitter.error_types.get(call.name, "") if call.failed else "",
     )
+
+
+def expected_totals(emitters: list[Emitter]) -> dict:
+    """Requests, token sums and outcomes when each of these emitters' calls is counted once."""
+    wanted = [expected(e, call) for e in emitters for call in e.calls]
+    return {
+        "requests": len(wanted),
+        "input_tokens": sum(w.input_tokens for w in wanted),
+        "output_tokens": sum(w.output_tokens for w in wanted),
+        "total_tokens": sum(w.total_tokens for w in wanted),
+        "cache_read_tokens": sum(w.cache_read_tokens for w in wanted),
+        "cache_write_tokens": sum(w.cache_write_tokens for w in wanted),
+        "successes": sum(w.succeeded for w in wanted),
+        "failures": sum(not w.succeeded for w in wanted),
+    }

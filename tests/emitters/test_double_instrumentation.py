@@ -6,6 +6,9 @@ they are one call: without configuration each call is counted twice, and that is
 behaviour (README, "Two instrumentations of one client"). AI_USAGE_IGNORED_SCOPES (`ignored_scopes`) drops
 one of them. One driver run exports the very same spans to three services: no setting, ignoring the SDK's
 scope, and ignoring OpenLLMetry's scope (the README's recommendation: the SDK's numbers are the right ones).
+
+Two OpenAI instrumentations behave differently: their spans nest in one trace, and the service counts the
+leaf by itself (the contract's rule for nested model calls), so no setting is needed there.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ import dataclasses
 
 import pytest
 
-from tests.emitters.harness import Run, analytics, current_rows, drive, totals
+from tests.emitters.harness import Run, analytics, drive, rows_by_call, totals
 from tests.emitters.scenarios import (
     ANTHROPIC_CALLS,
     DOUBLE_ANTHROPIC,
     DOUBLE_ANTHROPIC_ENV,
+    DOUBLE_OPENAI,
+    DOUBLE_OPENAI_ENV,
     EMITTERS,
-    MESSAGES,
+    OPENAI_CALLS,
     Emitter,
     expected,
+    expected_totals,
 )
-from tests.emitters.provider_stub import expected_anthropic_usage
 
 OPENLLMETRY = EMITTERS["openllmetry-anthropic"]
 SDK = EMITTERS["anthropic-native"]
@@ -44,7 +49,7 @@ def double(start_service, provider_stub, tmp_path_factory) -> dict[str, Run]:
                      tmp_path_factory.mktemp("double"), DOUBLE_ANTHROPIC_ENV)
     return {
         name: Run(SDK, service, manifest,
-                  {call: current_rows(service, spans) for call, spans in manifest["calls"].items()})
+                  rows_by_call(service, manifest))
         for name, service in services.items()
     }
 
@@ -56,20 +61,6 @@ def _by_scope(rows: list[dict]) -> dict[str, dict]:
 def _fields(row: dict, emitter: Emitter, call) -> tuple[dict, dict]:
     want = dataclasses.asdict(expected(emitter, call))
     return {name: row[name] for name in want}, want
-
-
-def _sums(emitters: list[Emitter]) -> dict:
-    wanted = [expected(e, call) for e in emitters for call in ANTHROPIC_CALLS]
-    return {
-        "requests": len(wanted),
-        "input_tokens": sum(w.input_tokens for w in wanted),
-        "output_tokens": sum(w.output_tokens for w in wanted),
-        "total_tokens": sum(w.total_tokens for w in wanted),
-        "cache_read_tokens": sum(w.cache_read_tokens for w in wanted),
-        "cache_write_tokens": sum(w.cache_write_tokens for w in wanted),
-        "successes": sum(w.succeeded for w in wanted),
-        "failures": sum(not w.succeeded for w in wanted),
-    }
 
 
 @pytest.mark.parametrize("call", CALLS)
@@ -92,37 +83,64 @@ def test_unconfigured_counts_every_call_twice(double, call):
 
 def test_unconfigured_totals_are_doubled(double):
     run = double["unconfigured"]
-    assert totals(run.service) == _sums([SDK, OPENLLMETRY])
+    assert totals(run.service) == expected_totals([SDK, OPENLLMETRY])
     assert analytics(run, "usage-summary")["totalRequests"] == 2 * len(ANTHROPIC_CALLS)
 
 
+@pytest.mark.parametrize("ignored,kept", [
+    pytest.param("openllmetry-ignored", SDK, id="openllmetry-ignored"),
+    pytest.param("sdk-ignored", OPENLLMETRY, id="sdk-ignored"),
+])
 @pytest.mark.parametrize("call", CALLS)
-def test_ignoring_openllmetry_counts_each_call_once_with_the_stubs_numbers(double, call):
-    rows = double["openllmetry-ignored"].rows[call.name]
-    assert [row["scope_name"] for row in rows] == [SDK_SCOPE]
-    got, want = _fields(rows[0], SDK, call)
+def test_ignoring_one_scope_counts_each_call_once_from_the_other(double, ignored, kept, call):
+    rows = double[ignored].rows[call.name]
+    assert [row["scope_name"] for row in rows] == list(kept.scopes)
+    got, want = _fields(rows[0], kept, call)
     assert got == want
-    if not call.failed:  # the API's own output count, streams included
-        assert rows[0]["output_tokens"] == expected_anthropic_usage(MESSAGES, call.system)["output_tokens"]
 
 
 def test_ignoring_openllmetry_totals_count_each_call_once(double):
     run = double["openllmetry-ignored"]
-    assert totals(run.service) == _sums([SDK])
+    assert totals(run.service) == expected_totals([SDK])
     summary = analytics(run, "usage-summary")
     assert (summary["totalRequests"], summary["failureCount"]) == (len(ANTHROPIC_CALLS), 2)
-    assert summary["outputTokens"] == _sums([SDK])["output_tokens"]
-
-
-@pytest.mark.parametrize("call", CALLS)
-def test_ignoring_the_sdk_counts_each_call_once_with_openllmetrys_numbers(double, call):
-    rows = double["sdk-ignored"].rows[call.name]
-    assert [row["scope_name"] for row in rows] == [OPENLLMETRY_SCOPE]
-    got, want = _fields(rows[0], OPENLLMETRY, call)
-    assert got == want
+    # The SDK reports the API's own output counts, streams included: the stub's numbers.
+    assert summary["outputTokens"] == expected_totals([SDK])["output_tokens"]
 
 
 def test_ignoring_the_sdk_keeps_openllmetrys_stream_output_off_by_one(double):
     # Counted once, but each stream's output is one token over the API's: why the README recommends the other.
     streams = sum(call.stream for call in ANTHROPIC_CALLS)
-    assert totals(double["sdk-ignored"].service)["output_tokens"] == _sums([SDK])["output_tokens"] + streams
+    assert totals(double["sdk-ignored"].service)["output_tokens"] == expected_totals([SDK])["output_tokens"] + streams
+
+
+# --- two OpenAI instrumentations: nested spans, counted once without any setting ----------------------------
+
+OPENAI_V2_SCOPE, = EMITTERS["openai-v2"].scopes
+OPENLLMETRY_OPENAI = EMITTERS["openllmetry-openai"]
+OPENLLMETRY_OPENAI_SCOPE, = OPENLLMETRY_OPENAI.scopes
+
+
+@pytest.fixture(scope="module")
+def double_openai(start_service, provider_stub, tmp_path_factory) -> Run:
+    service = start_service()
+    manifest = drive(DOUBLE_OPENAI, provider_stub, [("http/protobuf", service.url)],
+                     tmp_path_factory.mktemp("double-openai"), DOUBLE_OPENAI_ENV)
+    return Run(OPENLLMETRY_OPENAI, service, manifest,
+               rows_by_call(service, manifest))
+
+
+@pytest.mark.parametrize("call", [pytest.param(call, id=call.name) for call in OPENAI_CALLS])
+def test_nested_openai_instrumentations_count_the_leaf_once(double_openai, call):
+    spans = {s["scope"]: s for s in double_openai.manifest["calls"][call.name]}
+    outer, leaf = spans[OPENAI_V2_SCOPE], spans[OPENLLMETRY_OPENAI_SCOPE]
+    assert (leaf["trace_id"], leaf["parent_span_id"]) == (outer["trace_id"], outer["span_id"]), "nested, one trace"
+    rows = double_openai.rows[call.name]
+    assert [(row["trace_id"], row["span_id"]) for row in rows] == [(leaf["trace_id"], leaf["span_id"])]
+    got, want = _fields(rows[0], OPENLLMETRY_OPENAI, call)
+    assert got == want
+
+
+def test_nested_openai_instrumentations_totals_count_each_call_once(double_openai):
+    assert totals(double_openai.service) == expected_totals([OPENLLMETRY_OPENAI])
+    assert analytics(double_openai, "usage-summary")["totalRequests"] == len(OPENAI_CALLS)

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from tests.emitters.harness import Run, analytics, current_rows, drive, totals
-from tests.emitters.scenarios import EMITTERS, expected
+from tests.emitters.harness import Run, analytics, drive, rows_by_call, totals
+from tests.emitters.scenarios import EMITTERS, expected, expected_totals
 from tests.support.service import free_port
 
 # How each emitter's spans travel: every OTLP transport the SDK has is used by at least one emitter.
@@ -49,7 +49,7 @@ def runs(start_service, provider_stub, tmp_path_factory):
                 service = start_service()
                 endpoint = service.url
             manifest = drive(name, provider_stub, [(protocol, endpoint)], tmp_path_factory.mktemp(name), emitter.env)
-            rows = {call: current_rows(service, spans) for call, spans in manifest["calls"].items()}
+            rows = rows_by_call(service, manifest)
             done[name] = Run(emitter, service, manifest, rows)
         return done[name]
 
@@ -100,17 +100,7 @@ def test_known_gap(runs, emitter, call_name, field):
 @pytest.mark.parametrize("emitter", _emitter_params())
 def test_totals_count_each_call_once(runs, emitter):
     run = runs(emitter)
-    wanted = [expected(run.emitter, call) for call in run.emitter.calls]
-    assert totals(run.service) == {
-        "requests": len(wanted),
-        "input_tokens": sum(w.input_tokens for w in wanted),
-        "output_tokens": sum(w.output_tokens for w in wanted),
-        "total_tokens": sum(w.total_tokens for w in wanted),
-        "cache_read_tokens": sum(w.cache_read_tokens for w in wanted),
-        "cache_write_tokens": sum(w.cache_write_tokens for w in wanted),
-        "successes": sum(w.succeeded for w in wanted),
-        "failures": sum(not w.succeeded for w in wanted),
-    }
+    assert totals(run.service) == expected_totals([run.emitter])
 
 
 # --- the analytics API over the same rows -------------------------------------------------------------------
@@ -131,18 +121,17 @@ def expected_breakdown(groups: list[tuple[str, int]]) -> list[dict]:
 @pytest.mark.parametrize("emitter", _emitter_params())
 def test_usage_summary(runs, emitter):
     run = runs(emitter)
-    wanted = [expected(run.emitter, call) for call in run.emitter.calls]
+    want = expected_totals([run.emitter])
     summary = analytics(run, "usage-summary")
-    successes = sum(w.succeeded for w in wanted)
     assert {key: summary[key] for key in ("totalRequests", "inputTokens", "outputTokens", "totalTokens",
                                           "successCount", "failureCount", "successRate")} == {
-        "totalRequests": len(wanted),
-        "inputTokens": sum(w.input_tokens for w in wanted),
-        "outputTokens": sum(w.output_tokens for w in wanted),
-        "totalTokens": sum(w.total_tokens for w in wanted),
-        "successCount": successes,
-        "failureCount": len(wanted) - successes,
-        "successRate": pytest.approx(successes / len(wanted)),
+        "totalRequests": want["requests"],
+        "inputTokens": want["input_tokens"],
+        "outputTokens": want["output_tokens"],
+        "totalTokens": want["total_tokens"],
+        "successCount": want["successes"],
+        "failureCount": want["failures"],
+        "successRate": pytest.approx(want["successes"] / want["requests"]),
     }
 
 
