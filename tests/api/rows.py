@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.operation import Operation
+from tests.support.rows import Operation, insert_rows  # noqa: F401 - re-exported for the API tests
 from tests.api.reference import ns
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from clickhouse.operations import OperationStore
 from tests.api.reference import ns, stamp
-from tests.api.rows import operation
+from tests.api.rows import insert_rows, operation
 from tests.support.otel import Recorder, export, http_exporter, ids
 
 AUDIT = "/umbraco/ai/management/api/v1/audit-logs"
@@ -32,9 +31,8 @@ def audit_id(row) -> str:
 @pytest.fixture(scope="module")
 def audit(module_services):
     service = module_services(role="all")
-    store = OperationStore(service.database)
-    store.insert(ROWS)
-    store.insert([ROWS[4]._replace(sign=-1), CORRECTED, ROWS[5]._replace(sign=-1)])
+    insert_rows(service.database, ROWS)
+    insert_rows(service.database, [ROWS[4]._replace(sign=-1), CORRECTED, ROWS[5]._replace(sign=-1)])
     return service
 
 

@@ -8,8 +8,7 @@ import re
 import pytest
 import requests
 
-from clickhouse.operations import OperationStore
-from tests.api.rows import operation
+from tests.api.rows import insert_rows, operation
 
 BASE = "/umbraco/ai/management/api/v1"
 ANALYTICS = f"{BASE}/analytics"
@@ -25,7 +24,7 @@ ORIGIN = "https://backoffice.example"
 @pytest.fixture(scope="module")
 def stored(module_services):
     service = module_services(role="api")
-    OperationStore(service.database).insert([
+    insert_rows(service.database, [
         operation("2025-03-10T09:15:00", 1),
         operation("2025-03-10T09:45:00", 2, succeeded=False, user_id="", user_name=""),
         operation("2025-03-10T14:00:00", 3, provider="", profile_id="", profile_alias=""),

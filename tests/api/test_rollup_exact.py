@@ -13,10 +13,9 @@ import random
 import pytest
 import requests
 
-from tests.support.rows import Operation, insert_rows
 from tests.api import reference as ref
 from tests.api.reference import HOUR_NS, Sent, ns
-from tests.api.rows import operation
+from tests.api.rows import Operation, insert_rows, operation
 
 T0 = ns("2025-06-01T00:00:00")  # a Sunday: weeks straddle the data
 SPAN_NS = 3 * 24 * HOUR_NS
@@ -133,11 +132,10 @@ def test_rollup_and_edges_equal_raw_rows(make_service, seed):
 def test_a_name_whose_calls_all_moved_away_is_not_shown_before_merges(make_service):
     """The rollup then holds +1 and -1 rows for that (hour, user, name) in different parts."""
     service = make_service(role="api")
-    store = OperationStore(service.database)
     early = operation(T0 + HOUR_NS, 1, user_id="u-1", user_name="Ada")
     late = operation(T0 + 5 * HOUR_NS, 2, user_id="u-1", user_name="Zed")
-    store.insert([early, late])
-    store.insert([late._replace(sign=-1), late._replace(version=2, user_id="u-2", user_name="Bob")])
+    insert_rows(service.database, [early, late])
+    insert_rows(service.database, [late._replace(sign=-1), late._replace(version=2, user_id="u-2", user_name="Bob")])
     query = {"from": iso(T0), "to": iso(T0 + 24 * HOUR_NS)}
     users = requests.get(f"{service.url}/umbraco/ai/management/api/v1/analytics/usage-by-user", params=query, timeout=10).json()
     assert [(item["dimension"], item["dimensionName"], item["requestCount"]) for item in users] == [("u-1", "Ada", 1), ("u-2", "Bob", 1)]
