@@ -1,10 +1,13 @@
 """Every query the analytics API and the audit log run: one parameterised query per request.
 
-Plan for a time range [start, end): the whole hours inside it come from the
-`usage_hourly` rollup, the partial hours at its edges from `operations`
-(sign-weighted, so cancelled states drop out). Both are shaped alike as
-(hour, key, name, sums) and joined with UNION ALL inside one query; the outer
-query aggregates that. A range inside one hour reads `operations` only.
+Plan for a time range [start, end): the whole days inside it come from the
+`usage_daily` rollup, the whole hours around them from `usage_hourly`, and
+the partial hours at its edges from `operations` (sign-weighted, so cancelled
+states drop out). All are shaped alike as (hour, key, name, sums), where
+`hour` is the start of the row's hour or day, and joined with UNION ALL inside
+one query; the outer query aggregates that. An hourly time series skips the
+daily level (a day row cannot be split into hours); a range inside one hour
+reads `operations` only.
 See clickhouse/README.md for why rows are never updated.
 
 SQL text is built only from constants of this module and of the dimension
@@ -23,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 from clickhouse.client import Database
 
 HOUR_NS = 3_600 * 10**9
+DAY_NS = 24 * HOUR_NS
 # Time ranges are clamped to what both tables can hold: `usage_hourly.hour`
 # is a DateTime (1970 to 2106) and the ingester accepts 1971-2200 only, so
 # nothing stored lies outside and the answers stay the same.
@@ -128,14 +132,20 @@ _RAW_SUMS = """
     sum(sign * duration_ns) AS duration_ns"""
 
 # Rollup rows as stored: not grouped, because every outer query sums them
-# anyway, and grouping ~4,000 users x 720 hours first would cost more than
-# the rest of the query. Unmerged parts may hold several rows per
-# (hour, key, name), some negative (a correction not merged yet).
-_ROLLUP_ROWS = """
+# anyway. Unmerged parts may hold several rows per (hour, key, name), some
+# negative (a correction not merged yet).
+_DAILY_ROWS = """
+SELECT day AS hour, key, name, requests, input_tokens, output_tokens, total_tokens, successes, failures, duration_ns
+FROM usage_daily
+WHERE dimension = {dimension:String}
+  AND day >= toDateTime({days_start:Int64}, 'UTC') AND day < toDateTime({days_end:Int64}, 'UTC')"""
+
+_HOURLY_ROWS = """
 SELECT hour, key, name, requests, input_tokens, output_tokens, total_tokens, successes, failures, duration_ns
 FROM usage_hourly
-WHERE dimension = {dimension:String}
-  AND hour >= toDateTime({whole_start:Int64}, 'UTC') AND hour < toDateTime({whole_end:Int64}, 'UTC')"""
+WHERE dimension = {{dimension:String}} AND ({ranges})"""
+
+_HOURLY_RANGE = "(hour >= toDateTime({{{0}_start:Int64}}, 'UTC') AND hour < toDateTime({{{0}_end:Int64}}, 'UTC'))"
 
 _RAW_RANGE = (
     "(timestamp >= fromUnixTimestamp64Nano({{{0}_start:Int64}}, 'UTC')"
@@ -177,15 +187,16 @@ GROUP BY key
 HAVING request_count > 0
 ORDER BY request_count DESC, dimension ASC"""
 
-# The display name of a key: the name of the latest hour in which the key has
-# a positive count with that name (ties: the greatest name), for rollup and
-# raw rows alike. Hour and name are compared as one string, the hour as 8 hex
-# digits first, so that max() orders by (hour, name) on the fast String path
-# (a tuple argument is ~5x slower). A (hour, key, name) is positive when its
-# rows sum to > 0; when none of a key's rows is negative that is "any row > 0",
-# read in the same pass as the sums. Only keys with a negative row (an
-# unmerged correction) are grouped by (hour, name) first, in `exact`.
-_HOUR_NAME = "concat(hex(toUInt32(hour)), name)"
+# The display name of a key: the name of the latest day in which the key has
+# a positive count with that name (ties: the greatest name), for daily,
+# hourly and raw rows alike (a day is the finest level every source has).
+# Day and name are compared as one string, the day as 8 hex digits first, so
+# that max() orders by (day, name) on the fast String path (a tuple argument
+# is ~5x slower). A (day, key, name) is positive when its rows sum to > 0;
+# when none of a key's rows is negative that is "any row > 0", read in the
+# same pass as the sums. Only keys with a negative row (an unmerged
+# correction) are grouped by (day, name) first, in `exact`.
+_HOUR_NAME = "concat(hex(toUInt32(toStartOfDay(hour))), name)"
 _HOUR_DIGITS = 8
 
 _BREAKDOWN_NAMED = f"""
@@ -216,18 +227,27 @@ LEFT JOIN (
 ORDER BY request_count DESC, dimension ASC"""
 
 
-def slices(grouping: Grouping, period: Period) -> tuple[str, dict[str, Any]]:
-    """(hour, key, name, sums) rows of a period: rollup rows for whole hours, grouped raw rows at the edges."""
+def slices(grouping: Grouping, period: Period, days: bool = True) -> tuple[str, dict[str, Any]]:
+    """(hour, key, name, sums) rows of a period: daily rows for whole days (unless
+    `days` is false), hourly rows for the other whole hours, grouped raw rows at the edges."""
     period = period.clamped()
     start, end = period.start_ns, period.end_ns
-    whole_start = -(-start // HOUR_NS) * HOUR_NS
-    whole_end = end // HOUR_NS * HOUR_NS
-    parameters: dict[str, Any] = {}
+    hours = (_ceil(start, HOUR_NS), end // HOUR_NS * HOUR_NS)
+    parameters: dict[str, Any] = {"dimension": grouping.rollup}
     parts: list[str] = []
-    if whole_start < whole_end:
-        parts.append(_ROLLUP_ROWS)
-        parameters.update(dimension=grouping.rollup, whole_start=whole_start // 10**9, whole_end=whole_end // 10**9)
-        edges = {"head": (start, whole_start), "tail": (whole_end, end)}
+    if hours[0] < hours[1]:
+        whole_days = (_ceil(start, DAY_NS), end // DAY_NS * DAY_NS)
+        hourly = {"hours": hours}
+        if days and whole_days[0] < whole_days[1]:
+            parts.append(_DAILY_ROWS)
+            parameters.update(days_start=whole_days[0] // 10**9, days_end=whole_days[1] // 10**9)
+            hourly = {"before": (hours[0], whole_days[0]), "after": (whole_days[1], hours[1])}
+        hourly = {name: bounds for name, bounds in hourly.items() if bounds[0] < bounds[1]}
+        if hourly:
+            parts.append(_HOURLY_ROWS.format(ranges=" OR ".join(_HOURLY_RANGE.format(name) for name in hourly)))
+            for name, (low, high) in hourly.items():
+                parameters[f"{name}_start"], parameters[f"{name}_end"] = low // 10**9, high // 10**9
+        edges = {"head": (start, hours[0]), "tail": (hours[1], end)}
         raw = {name: bounds for name, bounds in edges.items() if bounds[0] < bounds[1]}
     else:
         raw = {"span": (start, end)}
@@ -237,6 +257,10 @@ def slices(grouping: Grouping, period: Period) -> tuple[str, dict[str, Any]]:
         for name, (low, high) in raw.items():
             parameters[f"{name}_start"], parameters[f"{name}_end"] = low, high
     return "\nUNION ALL\n".join(parts), parameters
+
+
+def _ceil(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
 
 
 def summary(database: Database, period: Period) -> Summary:
@@ -257,7 +281,7 @@ def summary(database: Database, period: Period) -> Summary:
 
 
 def time_series(database: Database, period: Period, granularity: Granularity) -> list[SeriesPoint]:
-    sql, parameters = slices(EVERYTHING, period)
+    sql, parameters = slices(EVERYTHING, period, days=granularity is not Granularity.HOUR)
     rows = _query(database, _SERIES.format(bucket=granularity.value, slices=sql), parameters)
     return [
         SeriesPoint(datetime.fromtimestamp(bucket, UTC), *(int(v) for v in sums))

@@ -56,6 +56,7 @@ ORDER BY version
 RETAINED_TABLES: dict[str, str] = {
     "operations": "toDateTime(timestamp)",
     "usage_hourly": "hour",
+    "usage_daily": "day",
 }
 
 _TTL_DAYS = re.compile(r"TTL .*toIntervalDay\((?:_CAST\()?(\d+)")

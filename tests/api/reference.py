@@ -118,7 +118,7 @@ def time_series(sent: Iterable[Sent], start_ns: int, end_ns: int, granularity: s
 
 
 def breakdown(sent: Iterable[Sent], start_ns: int, end_ns: int, dimension: str) -> list[dict]:
-    """Groups by key; the name is the one of the latest hour with a positive count (ties: greatest name)."""
+    """Groups by key; the name is the one of the latest day with a positive count (ties: greatest name)."""
     groups: dict[str, dict] = {}
     named: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
     for op in in_range(sent, start_ns, end_ns):
@@ -126,7 +126,7 @@ def breakdown(sent: Iterable[Sent], start_ns: int, end_ns: int, dimension: str) 
         group = groups.setdefault(key, {"requests": 0, "tokens": 0})
         group["requests"] += op.requests
         group["tokens"] += op.total * op.requests
-        named[key][(op.start_ns // HOUR_NS, name)] += op.requests
+        named[key][(op.start_ns // (24 * HOUR_NS), name)] += op.requests
     total = sum(group["requests"] for group in groups.values())
     items = []
     for key, group in groups.items():
