@@ -51,6 +51,16 @@ class ClientResult:
     latencies_ms: list[float] = field(default_factory=list)
     last_answer: float = 0.0  # Unix time of the last answer received
 
+    def add(self, other: ClientResult) -> None:
+        self.requests += other.requests
+        self.spans += other.spans
+        self.rejected_spans += other.rejected_spans
+        self.retry_answers += other.retry_answers
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+        self.latencies_ms.extend(other.latencies_ms)
+        self.last_answer = max(self.last_answer, other.last_answer)
+
 
 @dataclass
 class IngestResult:
@@ -156,14 +166,7 @@ def _client_main(
                 local.first_error = local.first_error or f"HTTP {response.status}: {payload[:200]!r}"
         connection.close()
         with lock:
-            result.requests += local.requests
-            result.spans += local.spans
-            result.rejected_spans += local.rejected_spans
-            result.retry_answers += local.retry_answers
-            result.errors += local.errors
-            result.first_error = result.first_error or local.first_error
-            result.latencies_ms.extend(local.latencies_ms)
-            result.last_answer = max(result.last_answer, local.last_answer)
+            result.add(local)
 
     workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for worker in workers:

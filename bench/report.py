@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -14,6 +15,7 @@ from pathlib import Path
 from bench.analytics import RANGES, ROUTES, SizeResult
 from bench.ingest import PROFILE_RATE, IngestResult
 from bench.profile import Profile
+from bench.service import REPO
 
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
@@ -32,6 +34,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was not measured, and why
     clients: int = 0
     threads: int = 0
+    commit: str = ""  # the code measured
     duration_minutes: float = 0.0
     profiles: dict[str, Profile] = field(default_factory=dict)  # by encoding, when --profile was given
 
@@ -54,6 +57,18 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({cpu or platform.machine()}), {memory / 2**30:.0f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, {versions}"
     )
+
+
+def commit() -> str:
+    """The commit measured, marked when the service's code has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app", "ingest", "clickhouse"], cwd=REPO, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"commit {head.stdout.strip()}" + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def _version(name: str) -> str:
@@ -87,7 +102,8 @@ def _operations(n: int) -> str:
 
 def render(report: Report) -> str:
     out = [
-        f"Measured {report.started:%Y-%m-%d %H:%M} UTC on {machine()}, with:",
+        f"Measured {report.started:%Y-%m-%d %H:%M} UTC{' at ' + report.commit if report.commit else ''} "
+        f"on {machine()}, with:",
         "",
         "```sh",
         report.command,
@@ -261,15 +277,21 @@ def limits(report: Report) -> str:
         parts.append(text)
         operations_bytes = top.storage.get("operations_bytes", 0) / max(1, top.operations)
         parts.append(
-            f"*Generation:* ClickHouse's insert path on {cores} cores: sorting and compressing the rows (random hex "
-            f"ids barely compress; {operations_bytes:.0f} bytes per operation on disk in `operations`) and the "
-            "materialized view's ARRAY JOIN and GROUP BY on every block, which costs most per row when operations "
-            "per hour are few (the smaller sizes)."
+            f"*Generation:* ClickHouse's insert path on {cores} cores: sorting and compressing the rows and the "
+            "materialized view's ARRAY JOIN and GROUP BY on every block, which costs most per row when operations per "
+            "hour are few (the smallest size), while at the largest the background merges of the growing table "
+            f"share the same cores. *Disk:* {operations_bytes:.0f} bytes per operation in `operations` at "
+            f"{_operations(top.operations)} once merged; ClickHouse recompresses large merged parts with ZSTD, so "
+            "freshly inserted (LZ4) parts take about twice that; the random hex trace, span and parent ids are about half of it."
         )
-    parts.append(
-        "*Memory:* peak RSS is mostly ClickHouse's (insert buffers, merges, caches) in the service process; "
-        "the Python side holds at most the in-flight spans."
-    )
+    serving = [s.peak_rss for s in report.sizes if s.peak_rss]
+    ingesting = [r.peak_rss for r in report.ingest if r.peak_rss]
+    if serving and ingesting:
+        parts.append(
+            f"*Memory:* answering analytics queries the service stays within {_size(max(serving))} (interpreter, "
+            f"embedded engine and its caches); under ingest it reaches {_size(max(ingesting))}, holding the spans in "
+            "flight and the traces the context resolver remembers for its window (120 s by default)."
+        )
     return " ".join(parts)
 
 
@@ -282,6 +304,7 @@ def save(report: Report, path: Path) -> None:
         "started": report.started.isoformat(),
         "clients": report.clients,
         "threads": report.threads,
+        "commit": report.commit,
         "notes": report.notes,
         "duration_minutes": report.duration_minutes,
         "ingest": [asdict(r) for r in report.ingest],
@@ -308,6 +331,7 @@ def load(path: Path) -> Report:
         notes=document["notes"],
         clients=document["clients"],
         threads=document["threads"],
+        commit=document.get("commit", ""),
         duration_minutes=document["duration_minutes"],
         profiles={
             k: Profile(p["samples"], [tuple(x) for x in p["self_counts"]], [tuple(x) for x in p["total_counts"]])

@@ -246,7 +246,7 @@ def generate(data_dir: Path, operations: int, days: int, log_path: Path) -> tupl
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "generate", "--operations", str(operations), "--days", str(days)],
             cwd=REPO,
-            env=service_env(data_dir),
+            env=service_env(data_dir) | {"AI_USAGE_LOG_LEVEL": "INFO"},  # the per-batch rates, in the log
             stdout=log,
             stderr=subprocess.STDOUT,
         )
