@@ -85,6 +85,7 @@ class IngestResult:
     service_cores: float  # CPU the service used in the window, in cores
     client_cores: float  # CPU the load generator used in the window (0 when not measured)
     profile: str = ""
+    inserts_in_window: int = 0  # the writer's group commits in the window
 
     @property
     def stored_per_second(self) -> float:
@@ -296,4 +297,5 @@ def run_ingest(
         service_cores=(cpu_after[0] - cpu_before[0]) / (cpu_after[2] - cpu_before[2]),
         client_cores=(cpu_after[1] - cpu_before[1]) / (cpu_after[2] - cpu_before[2]),
         profile=profile_path,
+        inserts_in_window=counts["inserts"],
     )

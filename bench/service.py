@@ -187,14 +187,17 @@ def _client(data_dir: str) -> Any:
 
 
 def stored_counts(data_dir: str, window: tuple[float, float]) -> dict[str, int]:
-    """(In a child process.) Operations stored in all, and stored within a time window (Unix seconds)."""
+    """(In a child process.) Operations stored in all and within a time window (Unix seconds), and inserts in it."""
     client = _client(data_dir)
     try:
         row = client.query(
             """
+            WITH received_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')
+                 AND received_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC') AS received_in_window
             SELECT sum(sign) AS total,
-                   sumIf(sign, received_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')
-                               AND received_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC')) AS in_window
+                   sumIf(sign, received_in_window) AS in_window,
+                   -- received_at is set once per insert: distinct values are the writer's group commits
+                   uniqExactIf(received_at, received_in_window) AS inserts
             FROM operations
             """,
             parameters={"start": int(window[0] * 1000), "end": int(window[1] * 1000)},
