@@ -24,7 +24,7 @@ from bench.analytics import run_size
 from bench.ingest import run_ingest
 from bench.profile import render as render_profile
 from bench.profile import summarise
-from bench.report import Report, load, render, save, write_readme
+from bench.report import Report, commit, load, render, save, write_readme
 from bench.service import REPO
 
 # Bytes per generated operation on disk (operations + usage_hourly), measured
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         started=datetime.now(UTC),
         clients=args.clients,
         threads=args.threads,
+        commit=commit(),
     )
     began = time.monotonic()
 

@@ -51,6 +51,16 @@ class ClientResult:
     latencies_ms: list[float] = field(default_factory=list)
     last_answer: float = 0.0  # Unix time of the last answer received
 
+    def add(self, other: ClientResult) -> None:
+        self.requests += other.requests
+        self.spans += other.spans
+        self.rejected_spans += other.rejected_spans
+        self.retry_answers += other.retry_answers
+        self.errors += other.errors
+        self.first_error = self.first_error or other.first_error
+        self.latencies_ms.extend(other.latencies_ms)
+        self.last_answer = max(self.last_answer, other.last_answer)
+
 
 @dataclass
 class IngestResult:
@@ -75,6 +85,7 @@ class IngestResult:
     service_cores: float  # CPU the service used in the window, in cores
     client_cores: float  # CPU the load generator used in the window (0 when not measured)
     profile: str = ""
+    inserts_in_window: int = 0  # the writer's group commits in the window
 
     @property
     def stored_per_second(self) -> float:
@@ -156,14 +167,7 @@ def _client_main(
                 local.first_error = local.first_error or f"HTTP {response.status}: {payload[:200]!r}"
         connection.close()
         with lock:
-            result.requests += local.requests
-            result.spans += local.spans
-            result.rejected_spans += local.rejected_spans
-            result.retry_answers += local.retry_answers
-            result.errors += local.errors
-            result.first_error = result.first_error or local.first_error
-            result.latencies_ms.extend(local.latencies_ms)
-            result.last_answer = max(result.last_answer, local.last_answer)
+            result.add(local)
 
     workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
     for worker in workers:
@@ -293,4 +297,5 @@ def run_ingest(
         service_cores=(cpu_after[0] - cpu_before[0]) / (cpu_after[2] - cpu_before[2]),
         client_cores=(cpu_after[1] - cpu_before[1]) / (cpu_after[2] - cpu_before[2]),
         profile=profile_path,
+        inserts_in_window=counts["inserts"],
     )

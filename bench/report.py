@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -14,6 +15,7 @@ from pathlib import Path
 from bench.analytics import RANGES, ROUTES, SizeResult
 from bench.ingest import PROFILE_RATE, IngestResult
 from bench.profile import Profile
+from bench.service import REPO
 
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
@@ -32,6 +34,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # what was not measured, and why
     clients: int = 0
     threads: int = 0
+    commit: str = ""  # the code measured
     duration_minutes: float = 0.0
     profiles: dict[str, Profile] = field(default_factory=dict)  # by encoding, when --profile was given
 
@@ -56,6 +59,18 @@ def machine() -> str:
     )
 
 
+def commit() -> str:
+    """The commit measured, marked when the service's code has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "app", "ingest", "clickhouse"], cwd=REPO, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"commit {head.stdout.strip()}" + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
 def _version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -74,6 +89,12 @@ def _size(value: float) -> str:
     return f"{value / 1024:,.0f} KiB"
 
 
+def _inserts(result: IngestResult) -> str:
+    if not result.inserts_in_window:
+        return "-"
+    return f"{result.inserts_in_window:,} × {result.stored_in_window / result.inserts_in_window:,.0f}"
+
+
 def _cores(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.2f} cores"
 
@@ -87,7 +108,8 @@ def _operations(n: int) -> str:
 
 def render(report: Report) -> str:
     out = [
-        f"Measured {report.started:%Y-%m-%d %H:%M} UTC on {machine()}, with:",
+        f"Measured {report.started:%Y-%m-%d %H:%M} UTC{' at ' + report.commit if report.commit else ''} "
+        f"on {machine()}, with:",
         "",
         "```sh",
         report.command,
@@ -114,17 +136,19 @@ def _ingest_table(report: Report) -> list[str]:
         "*Stored/s* counts rows written to `operations` during the measurement window, read back after the "
         "service stopped. *Raw parse* is `ExportTraceServiceRequest.FromString` or `json.loads` of the same "
         "bodies in a loop on one core; *codec* is the service's own `ingest.codec.decode` (parse + span records). "
+        "*Inserts* are the writer's group commits in the window (distinct `received_at`) and their average size. "
         "The load generator shares the machine with the service: its CPU use is shown.",
         "",
         "| Encoding | Stored spans/s | Target | Raw parse spans/s | Stored / raw | Codec spans/s | Export p50 / p95 | "
-        "Service CPU | Clients CPU | Service peak RSS | Requests (503) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "Inserts: count × spans | Service CPU | Clients CPU | Service peak RSS | Requests (503) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in report.ingest:
         out.append(
             f"| {r.encoding} | **{_count(r.stored_per_second)}** | {_count(INGEST_TARGETS.get(r.encoding, 0))} "
             f"| {_count(r.decode_spans_per_second)} | {100 * r.ratio:.2f} % | {_count(r.codec_spans_per_second)} "
-            f"| {r.latency_p50_ms:,.0f} / {r.latency_p95_ms:,.0f} ms | {_cores(r.service_cores)} "
+            f"| {r.latency_p50_ms:,.0f} / {r.latency_p95_ms:,.0f} ms "
+            f"| {_inserts(r)} | {_cores(r.service_cores)} "
             f"| {_cores(r.client_cores)} | {_size(r.peak_rss)} | {r.requests:,} ({r.retry_answers:,}) |"
         )
     problems = [
@@ -228,6 +252,14 @@ def limits(report: Report) -> str:
             f"own `codec.decode` (parse plus span records) manages {_count(protobuf.codec_spans_per_second)} spans/s "
             f"by itself; the load generator used {_cores(protobuf.client_cores)}, so it is not the limit."
         )
+        if protobuf.inserts_in_window:
+            text += (
+                f" The writer thread stored the window's rows in {protobuf.inserts_in_window} inserts of about "
+                f"{protobuf.stored_in_window / protobuf.inserts_in_window:,.0f} spans, one every "
+                f"{protobuf.window_seconds / protobuf.inserts_in_window:.1f} s: its group commit (duplicate look-up, "
+                "context resolution, building and sending the insert) is the serial step every export waits for, "
+                "and it competes for the lock with the request threads decoding and mapping the next exports."
+            )
         profile = report.profiles.get("protobuf")
         if profile is not None and profile.samples:
             top = ", ".join(f"`{name.split(' (')[0]}` {100 * n / profile.samples:.0f} %" for name, n in profile.self_counts[:5])
@@ -238,12 +270,19 @@ def limits(report: Report) -> str:
             )
         parts.append(text)
     if json_result is not None:
-        verdict = "below" if json_result.decode_spans_per_second < INGEST_TARGETS["json"] else "above"
-        parts.append(
-            f"For JSON, the standard library's `json.loads` alone parses {_count(json_result.decode_spans_per_second)} "
-            f"spans/s of OTLP/JSON on one core here, {verdict} the {_count(INGEST_TARGETS['json'])} target before any "
-            "other work is done; a faster parser or more processes (a ClickHouse server) is the way past it."
+        parse_rate, target = json_result.decode_spans_per_second, INGEST_TARGETS["json"]
+        text = (
+            f"For JSON, the standard library's `json.loads` alone parses {_count(parse_rate)} spans/s of OTLP/JSON "
+            f"on one core here, "
         )
+        if parse_rate < target:
+            text += f"below the {_count(target)} target before any other work is done"
+        else:
+            text += (
+                f"so at the {_count(target)} target parsing alone would take {100 * target / parse_rate:.0f} % of the "
+                "one core the interpreter lock allows"
+            )
+        parts.append(text + "; a faster parser or more processes (a ClickHouse server) is the way past it.")
     if report.sizes:
         top = max(report.sizes, key=lambda s: s.operations)
         worst = max(top.latency.items(), key=lambda item: item[1][1], default=None)
@@ -261,15 +300,21 @@ def limits(report: Report) -> str:
         parts.append(text)
         operations_bytes = top.storage.get("operations_bytes", 0) / max(1, top.operations)
         parts.append(
-            f"*Generation:* ClickHouse's insert path on {cores} cores: sorting and compressing the rows (random hex "
-            f"ids barely compress; {operations_bytes:.0f} bytes per operation on disk in `operations`) and the "
-            "materialized view's ARRAY JOIN and GROUP BY on every block, which costs most per row when operations "
-            "per hour are few (the smaller sizes)."
+            f"*Generation:* ClickHouse's insert path on {cores} cores: sorting and compressing the rows and the "
+            "materialized view's ARRAY JOIN and GROUP BY on every block, which costs most per row when operations per "
+            "hour are few (the smallest size), while at the largest the background merges of the growing table "
+            f"share the same cores. *Disk:* {operations_bytes:.0f} bytes per operation in `operations` at "
+            f"{_operations(top.operations)} once merged; ClickHouse recompresses large merged parts with ZSTD, so "
+            "freshly inserted (LZ4) parts take about twice that; the random hex trace, span and parent ids are about half of it."
         )
-    parts.append(
-        "*Memory:* peak RSS is mostly ClickHouse's (insert buffers, merges, caches) in the service process; "
-        "the Python side holds at most the in-flight spans."
-    )
+    serving = [s.peak_rss for s in report.sizes if s.peak_rss]
+    ingesting = [r.peak_rss for r in report.ingest if r.peak_rss]
+    if serving and ingesting:
+        parts.append(
+            f"*Memory:* answering analytics queries the service stays within {_size(max(serving))} (interpreter, "
+            f"embedded engine and its caches); under ingest it reaches {_size(max(ingesting))}, holding the spans in "
+            "flight and the traces the context resolver remembers for its window (120 s by default)."
+        )
     return " ".join(parts)
 
 
@@ -282,6 +327,7 @@ def save(report: Report, path: Path) -> None:
         "started": report.started.isoformat(),
         "clients": report.clients,
         "threads": report.threads,
+        "commit": report.commit,
         "notes": report.notes,
         "duration_minutes": report.duration_minutes,
         "ingest": [asdict(r) for r in report.ingest],
@@ -308,6 +354,7 @@ def load(path: Path) -> Report:
         notes=document["notes"],
         clients=document["clients"],
         threads=document["threads"],
+        commit=document.get("commit", ""),
         duration_minutes=document["duration_minutes"],
         profiles={
             k: Profile(p["samples"], [tuple(x) for x in p["self_counts"]], [tuple(x) for x in p["total_counts"]])

@@ -187,14 +187,17 @@ def _client(data_dir: str) -> Any:
 
 
 def stored_counts(data_dir: str, window: tuple[float, float]) -> dict[str, int]:
-    """(In a child process.) Operations stored in all, and stored within a time window (Unix seconds)."""
+    """(In a child process.) Operations stored in all and within a time window (Unix seconds), and inserts in it."""
     client = _client(data_dir)
     try:
         row = client.query(
             """
+            WITH received_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')
+                 AND received_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC') AS received_in_window
             SELECT sum(sign) AS total,
-                   sumIf(sign, received_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')
-                               AND received_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC')) AS in_window
+                   sumIf(sign, received_in_window) AS in_window,
+                   -- received_at is set once per insert: distinct values are the writer's group commits
+                   uniqExactIf(received_at, received_in_window) AS inserts
             FROM operations
             """,
             parameters={"start": int(window[0] * 1000), "end": int(window[1] * 1000)},
@@ -246,7 +249,7 @@ def generate(data_dir: Path, operations: int, days: int, log_path: Path) -> tupl
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "generate", "--operations", str(operations), "--days", str(days)],
             cwd=REPO,
-            env=service_env(data_dir),
+            env=service_env(data_dir) | {"AI_USAGE_LOG_LEVEL": "INFO"},  # the per-batch rates, in the log
             stdout=log,
             stderr=subprocess.STDOUT,
         )

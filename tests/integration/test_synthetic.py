@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,44 +24,50 @@ GUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 CHECKSUM = "SELECT count() AS n, sum(cityHash64(*)) AS checksum FROM operations"
 
 
+def fresh_database(chdb_dir: Path) -> Database:
+    """A new migrated database on the session's engine (no retention TTL)."""
+    database = Database(f"chdb://{chdb_dir}?database=synthetic_{uuid.uuid4().hex[:10]}")
+    database.ensure_database()
+    migrate(database.client(), 0)
+    return database
+
+
+def dispose(database: Database) -> None:
+    database.close()
+    drop_database(f"chdb://{database.target.path}?database={database.name}")
+
+
 @pytest.fixture
-def new_database(chdb_dir: Path) -> Iterator:
-    """Fresh migrated databases on the session's engine, dropped after the test."""
+def new_database(chdb_dir: Path) -> Iterator[Callable[[], Database]]:
+    """Fresh databases on demand, dropped after the test."""
     opened: list[Database] = []
 
     def open_one() -> Database:
-        database = Database(f"chdb://{chdb_dir}?database=synthetic_{uuid.uuid4().hex[:10]}")
-        database.ensure_database()
-        migrate(database.client(), 0)
-        opened.append(database)
-        return database
+        opened.append(fresh_database(chdb_dir))
+        return opened[-1]
 
     yield open_one
     for database in opened:
-        database.close()
-        drop_database(f"chdb://{database.target.path}?database={database.name}")
+        dispose(database)
 
 
 @pytest.fixture(scope="module")
 def generated(chdb_dir: Path) -> Iterator[Database]:
     """One generated data set shared by the shape tests (generation is the slow part)."""
-    database = Database(f"chdb://{chdb_dir}?database=synthetic_{uuid.uuid4().hex[:10]}")
-    database.ensure_database()
-    migrate(database.client(), 0)
+    database = fresh_database(chdb_dir)
     written = synthetic.generate(database, operations=OPERATIONS, days=DAYS, seed=7, end=END, batch_rows=70_000)
     assert written == OPERATIONS
     yield database
-    database.close()
-    drop_database(f"chdb://{database.target.path}?database={database.name}")
+    dispose(database)
 
 
-def one(database: Database, sql: str, **parameters) -> dict:
+def one(database: Database, sql: str, **parameters: object) -> dict[str, Any]:
     rows = list(database.client().query(sql, parameters=parameters).named_results())
     assert len(rows) == 1, rows
     return rows[0]
 
 
-def test_counts_ids_and_states(generated):
+def test_counts_ids_and_states(generated: Database) -> None:
     row = one(
         generated,
         """
@@ -77,7 +84,9 @@ def test_counts_ids_and_states(generated):
     }
 
 
-def test_same_seed_same_rows_whatever_the_batch_size_and_another_seed_differs(generated, new_database):
+def test_same_seed_same_rows_whatever_the_batch_size_and_another_seed_differs(
+    generated: Database, new_database: Callable[[], Database]
+) -> None:
     again, other = new_database(), new_database()
     synthetic.generate(again, operations=OPERATIONS, days=DAYS, seed=7, end=END, batch_rows=OPERATIONS)
     synthetic.generate(other, operations=OPERATIONS, days=DAYS, seed=8, end=END)
@@ -87,7 +96,7 @@ def test_same_seed_same_rows_whatever_the_batch_size_and_another_seed_differs(ge
     assert different["n"] == OPERATIONS and different["checksum"] != reference["checksum"]
 
 
-def test_timestamps_fill_the_range_with_a_daily_and_weekly_rhythm(generated):
+def test_timestamps_fill_the_range_with_a_daily_and_weekly_rhythm(generated: Database) -> None:
     start = END - timedelta(days=DAYS)
     row = one(
         generated,
@@ -112,7 +121,7 @@ def test_timestamps_fill_the_range_with_a_daily_and_weekly_rhythm(generated):
     assert row["received_before_start"] == 0
 
 
-def test_a_few_percent_fail_with_an_error_and_no_usage(generated):
+def test_a_few_percent_fail_with_an_error_and_no_usage(generated: Database) -> None:
     row = one(
         generated,
         """
@@ -129,7 +138,7 @@ def test_a_few_percent_fail_with_an_error_and_no_usage(generated):
     assert row["error_types"] >= 5
 
 
-def test_usage_hourly_agrees_with_the_signed_sums_of_operations(generated):
+def test_usage_hourly_agrees_with_the_signed_sums_of_operations(generated: Database) -> None:
     # The materialized view filled usage_hourly during the inserts.
     mismatches = one(
         generated,
@@ -163,7 +172,7 @@ def test_usage_hourly_agrees_with_the_signed_sums_of_operations(generated):
     assert mismatches["missing_from_rollup"] == 0
 
 
-def test_cardinalities_and_skew_are_realistic(generated):
+def test_cardinalities_and_skew_are_realistic(generated: Database) -> None:
     row = one(
         generated,
         """
@@ -217,7 +226,7 @@ def test_cardinalities_and_skew_are_realistic(generated):
         assert skew["top_vs_median"] > ratio, column
 
 
-def test_tokens_and_durations_follow_the_capability(generated):
+def test_tokens_and_durations_follow_the_capability(generated: Database) -> None:
     stats = {
         row["capability"]: row
         for row in generated.client().query(
@@ -235,6 +244,6 @@ def test_tokens_and_durations_follow_the_capability(generated):
     assert chat["bad_totals"] == embedding["bad_totals"] == 0
 
 
-def test_rejects_an_empty_request(new_database):
+def test_rejects_an_empty_request(new_database: Callable[[], Database]) -> None:
     with pytest.raises(ValueError):
         synthetic.generate(new_database(), operations=0, days=1)
