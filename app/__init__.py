@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from flask import Flask
 
 from app.auth import KeyRing
+from app.json_provider import OrjsonProvider
 from app.settings import Settings
 from clickhouse.client import Database
 from clickhouse.migrate import migrate
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config["JSON_SORT_KEYS"] = True
+    app.json = OrjsonProvider(app)
 
     database = Database(settings.clickhouse_url)
     database.ensure_database()
