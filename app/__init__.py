@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 from app.auth import KeyRing
 from app.json_provider import OrjsonProvider
-from app.settings import Settings
+from app.settings import Settings, is_loopback, redact_url
+from app.umbraco_tokens import UmbracoTokens
 from clickhouse.client import Database
 from clickhouse.migrate import migrate
 from clickhouse.operations import OperationStore
@@ -34,6 +36,8 @@ class Runtime:
     role: str
     api_keys: KeyRing = field(default_factory=KeyRing)
     ingest_keys: KeyRing = field(default_factory=KeyRing)
+    # Set when the analytics API admits Umbraco backoffice tokens (AI_USAGE_UMBRACO_URL).
+    umbraco_tokens: UmbracoTokens | None = None
     ingest: IngestService | None = None
     grpc_port: int | None = None
     closers: list = field(default_factory=list)
@@ -86,9 +90,33 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
     if role in ("all", "api"):
         from app import api
 
+        runtime.umbraco_tokens = _umbraco_tokens(settings)
         api.init_app(app, runtime)
 
     return app
+
+
+def _umbraco_tokens(settings: Settings) -> UmbracoTokens | None:
+    if settings.umbraco_url is None:
+        return None
+    parts = urlsplit(settings.umbraco_url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        log.warning(
+            "AI_USAGE_UMBRACO_URL is plain http to %s: backoffice tokens cross the network unencrypted; "
+            "use https unless that network is private",
+            parts.hostname,
+        )
+    log.info(
+        "the analytics API admits Umbraco backoffice users with the section(s) %s, as %s tells",
+        ", ".join(settings.umbraco_sections),
+        redact_url(settings.umbraco_url),
+    )
+    return UmbracoTokens(
+        settings.umbraco_url,
+        settings.umbraco_sections,
+        cache_seconds=settings.umbraco_cache_seconds,
+        timeout_seconds=settings.umbraco_timeout_seconds,
+    )
 
 
 def _start_ingest(app: Flask, runtime: Runtime) -> None:
