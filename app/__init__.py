@@ -69,6 +69,14 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
     applied = migrate(database.client(), settings.retention_days)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    if settings.embedded:
+        # The engine died with the last process if it was killed: an insert it
+        # cut short may have left the rollups without rows that operations holds.
+        from app.api.dimensions import DIMENSIONS
+        from clickhouse.analytics import EVERYTHING
+        from clickhouse.reconcile import reconcile_recent
+
+        reconcile_recent(database.client(), (EVERYTHING, *DIMENSIONS))
 
     runtime = Runtime(
         settings,

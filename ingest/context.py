@@ -13,9 +13,11 @@ it has tokens and the leaf has none).
 
 Memory is bounded: a trace is remembered for `window_seconds` after it was
 last touched, and at most `max_traces` traces are kept (oldest dropped first).
-An ancestor that arrives for a trace no longer remembered (after a restart, or
-at another ingest process) is still applied: the committer reads the trace's
-stored operations back (`adopted`).
+An ancestor that arrives for a trace no longer remembered (after a restart, at
+another ingest process, or past the window) is still applied: the committer
+reads the trace's stored operations back (`adopted`). Not when this process
+already remembers a call of that trace, nor through spans or ancestors only an
+earlier process saw: README, "Late context across restarts and processes".
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class ContextResolver:
         Returns the trace ids and the time range their operations must lie in
         (an ancestor starts before and ends after its descendants).
         """
+        self._expire()  # a trace past its window is forgotten before deciding, not after
         with_ops = {c.call.record.trace_id for c in candidates}
         traces: set[str] = set()
         start, end = 2**63 - 1, 0

@@ -148,8 +148,10 @@ class IngestService:
             )
             direct.append((StagedCall(candidate.call, (state.max_version if state else 0) + 1, context), candidate))
 
-        tracked_traces = {c.call.record.trace_id for c in tracked}
-        trace_facts = [f for f in facts if f.trace_id in tracked_traces or f.context or self.resolver.knows(f.trace_id)]
+        # Every span of a trace with a call or a context span here counts: the spans
+        # between a stored call and its ancestor may come in the ancestor's export.
+        traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context}
+        trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
         adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, tracked)
         adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
         plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values)

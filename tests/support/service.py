@@ -135,8 +135,48 @@ class ServiceProcess:
         self.log.close()
         return code
 
+    def kill(self, timeout: float = 10) -> None:
+        """A crash: SIGKILL gunicorn's master and its workers at once, so nothing drains or cleans up."""
+        assert self.process is not None
+        tree = [self.process.pid, *_descendants(self.process.pid)]
+        for pid in tree:  # the master first, so it cannot start a new worker
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout)
+        self.log.close()
+        # The workers are not our children: wait until the kernel has ended them
+        # (a zombie holds no files), so the data directory is free.
+        deadline = time.monotonic() + timeout
+        while any(_running(pid) for pid in tree[1:]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes {tree[1:]} survived SIGKILL")
+            time.sleep(0.01)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively, from /proc (Linux)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def read_table(data_dir: Path, sql: str) -> list[dict]:
