@@ -86,6 +86,10 @@ class TraceState:
     contexts: dict[str, Mapping[str, str]] = field(default_factory=dict)
     ops: dict[str, OpInfo] = field(default_factory=dict)
     root: str = ""
+    # Whether this process read the trace's stored calls back since it began
+    # remembering the trace: calls another process (or this one before a
+    # restart) stored are then in `ops` too.
+    read_back: bool = False
 
 
 class Desired(NamedTuple):
@@ -103,6 +107,8 @@ class Plan:
     changes: dict[tuple[str, str], Desired] = field(default_factory=dict)
     # Everything the resolver remembers once the commit is stored.
     remember: dict[tuple[str, str], OpInfo] = field(default_factory=dict)
+    # Traces whose stored calls this commit read back.
+    read_back: set[str] = field(default_factory=set)
 
 
 class ContextResolver:
@@ -147,19 +153,24 @@ class ContextResolver:
         return len(self._traces)
 
     def traces_to_adopt(self, facts: Iterable[SpanFact], candidates: Iterable[Candidate]) -> tuple[set[str], int, int]:
-        """Traces whose context spans arrive with none of their operations in memory.
+        """Traces whose stored calls must be read back: an ancestor with context
+        arrives for a trace this process has not read back since it began
+        remembering it. Calls of the trace may have been stored by another
+        ingest process, or by this one before a restart or before the trace's
+        window passed; the memory alone would miss them.
 
         Returns the trace ids and the time range their operations must lie in
         (an ancestor starts before and ends after its descendants).
         """
         self._expire()  # a trace past its window is forgotten before deciding, not after
-        with_ops = {c.call.record.trace_id for c in candidates}
+        # Context on a model call itself is that call's own; it reaches no stored call.
+        calls = {c.key for c in candidates}
         traces: set[str] = set()
         start, end = 2**63 - 1, 0
         for fact in facts:
-            if fact.context and fact.trace_id not in with_ops:
+            if fact.context and (fact.trace_id, fact.span_id) not in calls:
                 state = self._traces.get(fact.trace_id)
-                if state is None or not state.ops:
+                if state is None or not state.read_back:
                     traces.add(fact.trace_id)
                     start, end = min(start, fact.start_ns), max(end, fact.end_ns)
         return traces, start, end
@@ -171,6 +182,7 @@ class ContextResolver:
         stored: Mapping[tuple[str, str], StoredState],
         adopted: Mapping[tuple[str, str], StoredState] = {},
         own_context_of: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
+        read_back: Iterable[str] = (),
     ) -> Plan:
         """Decide the rows of one commit.
 
@@ -179,7 +191,7 @@ class ContextResolver:
         memory, read back because an ancestor with context arrived for them.
         """
         self._expire()
-        plan = Plan()
+        plan = Plan(read_back=set(read_back))
         touched = self._learn(facts, candidates)
         working: dict[str, dict[str, OpInfo]] = {
             trace_id: {span: _copy(info) for span, info in self._traces[trace_id].ops.items()} for trace_id in touched
@@ -242,6 +254,10 @@ class ContextResolver:
             trace = self._traces.get(trace_id)
             if trace is not None:
                 trace.ops[span_id] = info
+        for trace_id in plan.read_back:
+            trace = self._traces.get(trace_id)
+            if trace is not None:
+                trace.read_back = True
 
     # --- internals --------------------------------------------------------
 

@@ -152,9 +152,9 @@ class IngestService:
         # between a stored call and its ancestor may come in the ancestor's export.
         traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context}
         trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
-        adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, tracked)
+        adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
         adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
-        plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values)
+        plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
 
         self.store.stage([staged for staged, _ in direct] + plan.stage)
         self.store.correct(

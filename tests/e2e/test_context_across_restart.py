@@ -75,16 +75,16 @@ def cases() -> list[Case]:
     cut.before = [cut.call(middle, 2, ""), middle]
     cut.after = [[top]]
 
-    # A second call of the trace comes with the request span: the first, stored before, is not read back.
+    # A second call of the trace comes with the request span: the first, stored before, is read back too.
     with_sibling = Case(len(made)); made.append(with_sibling)
     root = with_sibling.span(tags("p-sibling-with"))
-    with_sibling.before = [with_sibling.call(root, 1, "")]
+    with_sibling.before = [with_sibling.call(root, 1, "p-sibling-with")]
     with_sibling.after = [[with_sibling.call(root, 2, "p-sibling-with"), root]]
 
     # A second call arrives first, then the request span: the same.
     sibling_first = Case(len(made)); made.append(sibling_first)
     root = sibling_first.span(tags("p-sibling-first"))
-    sibling_first.before = [sibling_first.call(root, 1, "")]
+    sibling_first.before = [sibling_first.call(root, 1, "p-sibling-first")]
     sibling_first.after = [[sibling_first.call(root, 2, "p-sibling-first")], [root]]
 
     # The request span came before the restart, the call after: the ancestor was only remembered.
@@ -128,7 +128,7 @@ def test_which_late_context_a_restarted_service_still_applies(tmp_path, stop):
         assert sorted(live_ids(service)) == sorted(expected), "each call once"
         breakdown = get(service, "analytics/usage-by-profile", **{"from": stamp(DAY), "to": stamp(DAY + DAY_NS)})
         assert {item["dimension"]: item["requestCount"] for item in breakdown} == {
-            "p-root-alone": 1, "p-linked": 1, "p-sibling-with": 1, "p-sibling-first": 1, "Unknown Profile": 4,
+            "p-root-alone": 1, "p-linked": 1, "p-sibling-with": 2, "p-sibling-first": 2, "Unknown Profile": 2,
         }
     finally:
         service.stop()

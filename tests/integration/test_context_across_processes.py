@@ -94,9 +94,9 @@ def test_a_non_root_ancestor_does_not_reach_a_call_through_a_span_exported_befor
 
 
 @pytest.mark.parametrize("order", ["with the ancestor", "before the ancestor"])
-def test_a_call_stored_before_stays_unattributed_when_a_sibling_reaches_the_later_ingester_first(before_and_after, order):
-    """Limitation: the later ingester reads stored calls back only for a trace it has no call of
-    in memory; a sibling call that arrived there first (or with the ancestor) keeps it from doing so."""
+def test_a_call_stored_before_is_attributed_when_a_sibling_reaches_the_later_ingester_first(before_and_after, order):
+    """The later ingester reads a trace's stored calls back the first time an ancestor with context
+    arrives for it, even when a sibling call of the trace is already in its memory."""
     first, later = before_and_after
     trace = new_trace()
     root = span(UMBRACO, trace=trace, duration=10 * SECOND)
@@ -109,7 +109,7 @@ def test_a_call_stored_before_stays_unattributed_when_a_sibling_reaches_the_late
     else:
         second.send(request(two))
         second.send(request(root))
-    assert profiles(second, trace) == {ids(one): "", ids(two): "profile-1"}
+    assert profiles(second, trace) == {ids(one): "profile-1", ids(two): "profile-1"}
     assert second.net(trace) == 2
 
 
