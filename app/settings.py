@@ -53,6 +53,8 @@ class Settings:
     # backoffice's origin). Nothing is allowed unless configured.
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    # One JSON object per line on stderr, for log collectors; `text` for people at a terminal.
+    log_format: str = "json"
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     @classmethod
@@ -157,6 +159,16 @@ def _existing_file(raw: str) -> str | None:
     return path
 
 
+LOG_FORMATS = ("json", "text")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
 def _optional_port(raw: str) -> int | None:
     if raw.strip() in ("", "0", "off", "none"):
         return None
@@ -174,6 +186,7 @@ _VARIABLES: tuple[tuple[str, Any, str], ...] = (
     ("AI_USAGE_ALLOW_OPEN", _flag, "allow_open"),
     ("AI_USAGE_CORS_ORIGINS", _csv, "cors_origins"),
     ("AI_USAGE_LOG_LEVEL", lambda raw: raw.strip().upper(), "log_level"),
+    ("AI_USAGE_LOG_FORMAT", _log_format, "log_format"),
 )
 
 _INGEST_VARIABLES: tuple[tuple[str, Any, str], ...] = (
