@@ -10,11 +10,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 from app.auth import KeyRing
-from app.settings import Settings
+from app.json_provider import OrjsonProvider
+from app.settings import Settings, is_loopback, redact_url
+from app.umbraco_tokens import UmbracoTokens
 from clickhouse.client import Database
 from clickhouse.migrate import migrate
 from clickhouse.operations import OperationStore
@@ -38,6 +41,8 @@ class Runtime:
     role: str
     api_keys: KeyRing = field(default_factory=KeyRing)
     ingest_keys: KeyRing = field(default_factory=KeyRing)
+    # Set when the analytics API admits Umbraco backoffice tokens (AI_USAGE_UMBRACO_URL).
+    umbraco_tokens: UmbracoTokens | None = None
     ingest: IngestService | None = None
     metrics: Metrics | None = None
     grpc_port: int | None = None
@@ -63,7 +68,7 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config["JSON_SORT_KEYS"] = True
+    app.json = OrjsonProvider(app)
 
     database = Database(settings.clickhouse_url)
     database.ensure_database()
@@ -97,9 +102,33 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
     if role in ("all", "api"):
         from app import api
 
+        runtime.umbraco_tokens = _umbraco_tokens(settings)
         api.init_app(app, runtime)
 
     return app
+
+
+def _umbraco_tokens(settings: Settings) -> UmbracoTokens | None:
+    if settings.umbraco_url is None:
+        return None
+    parts = urlsplit(settings.umbraco_url)
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        log.warning(
+            "AI_USAGE_UMBRACO_URL is plain http to %s: backoffice tokens cross the network unencrypted; "
+            "use https unless that network is private",
+            parts.hostname,
+        )
+    log.info(
+        "the analytics API admits Umbraco backoffice users with the section(s) %s, as %s tells",
+        ", ".join(settings.umbraco_sections),
+        redact_url(settings.umbraco_url),
+    )
+    return UmbracoTokens(
+        settings.umbraco_url,
+        settings.umbraco_sections,
+        cache_seconds=settings.umbraco_cache_seconds,
+        timeout_seconds=settings.umbraco_timeout_seconds,
+    )
 
 
 def _start_ingest(app: Flask, runtime: Runtime) -> None:

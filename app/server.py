@@ -8,14 +8,13 @@ ClickHouse, so a forked worker never inherits an engine.
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import logging
 import os
 from dataclasses import dataclass
 
 from gunicorn.app.base import BaseApplication
 
-from app.settings import ConfigError, Settings
+from app.settings import ConfigError, Settings, is_loopback
 from clickhouse.client import Target
 
 log = logging.getLogger(__name__)
@@ -39,21 +38,12 @@ def check_process_model(settings: Settings, workers: int, host: str, role: str =
             "or point CLICKHOUSE_URL at a ClickHouse server to run several workers"
         )
     open_surfaces = settings.open_surfaces(role)
-    if open_surfaces and not _is_loopback(host) and not settings.allow_open:
+    if open_surfaces and not is_loopback(host) and not settings.allow_open:
         raise ConfigError(
             f"refusing to serve {' and '.join(open_surfaces)} without keys on {host}: configure "
-            "AI_USAGE_API_KEYS / AI_USAGE_INGEST_KEYS (or their _FILE variants), bind 127.0.0.1, "
+            "AI_USAGE_API_KEYS / AI_USAGE_INGEST_KEYS (or their _FILE variants) or AI_USAGE_UMBRACO_URL, bind 127.0.0.1, "
             "or set AI_USAGE_ALLOW_OPEN=true if an open service is really intended"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_data_directory(settings: Settings) -> None:

@@ -6,11 +6,13 @@ configuration table documents the same names. Nothing here opens a connection.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ingest.config import ContextKeys, IngestConfig
 
@@ -52,6 +54,19 @@ class Settings:
     # Origins allowed to call the analytics API from a browser (the Umbraco
     # backoffice's origin). Nothing is allowed unless configured.
     cors_origins: tuple[str, ...] = ()
+    # Umbraco backoffice tokens: the base URL of the Umbraco site whose users may
+    # read the analytics with their own bearer token (its Management API is asked
+    # who the user is). None: only analytics keys are accepted.
+    umbraco_url: str | None = None
+    # Section aliases that admit a user (any one of them); Umbraco.AI's section
+    # is `ai`. Compared case-insensitively, whole aliases only.
+    umbraco_sections: tuple[str, ...] = ("ai",)
+    # How long Umbraco's answer about one token is reused. Short, because a user
+    # whose section is taken away keeps access until it runs out.
+    umbraco_cache_seconds: float = 60.0
+    # How long to wait for Umbraco before answering 503; the backoffice waits
+    # for our answer meanwhile.
+    umbraco_timeout_seconds: float = 5.0
     log_level: str = "INFO"
     # One JSON object per line on stderr, for log collectors; `text` for people at a terminal.
     log_format: str = "json"
@@ -84,10 +99,30 @@ class Settings:
             raise ConfigError("CLICKHOUSE_URL for embedded ClickHouse must be chdb:///absolute/path")
         if self.retention_days < 0:
             raise ConfigError("AI_USAGE_RETENTION_DAYS must be 0 (keep forever) or a positive number of days")
+        self._validate_umbraco()
         try:
             self.ingest.validate()
         except ValueError as error:
             raise ConfigError(str(error)) from None
+
+    def _validate_umbraco(self) -> None:
+        if self.umbraco_url is not None:
+            problem = _umbraco_url_problem(self.umbraco_url)
+            if problem:
+                raise ConfigError(f"AI_USAGE_UMBRACO_URL {problem}")
+        if not self.umbraco_sections or not all(alias.strip() for alias in self.umbraco_sections):
+            raise ConfigError("AI_USAGE_UMBRACO_SECTION needs at least one section alias (Umbraco.AI's is `ai`)")
+        if not 0 <= self.umbraco_cache_seconds <= MAX_UMBRACO_CACHE_SECONDS:
+            raise ConfigError(
+                f"AI_USAGE_UMBRACO_CACHE_SECONDS must be between 0 (ask Umbraco every time) and {MAX_UMBRACO_CACHE_SECONDS}"
+            )
+        if not 0 < self.umbraco_timeout_seconds <= MAX_UMBRACO_TIMEOUT_SECONDS:
+            raise ConfigError(f"AI_USAGE_UMBRACO_TIMEOUT_SECONDS must be above 0 and at most {MAX_UMBRACO_TIMEOUT_SECONDS}")
+
+    @property
+    def umbraco_tokens(self) -> bool:
+        """Whether the analytics API accepts Umbraco backoffice tokens."""
+        return self.umbraco_url is not None
 
     @property
     def embedded(self) -> bool:
@@ -96,7 +131,7 @@ class Settings:
     def open_surfaces(self, role: str) -> list[str]:
         """What a process of this role would serve to anyone, for want of keys."""
         surfaces = []
-        if role in ("all", "api") and not (self.api_keys or self.api_keys_file):
+        if role in ("all", "api") and not (self.api_keys or self.api_keys_file or self.umbraco_tokens):
             surfaces.append("the analytics API")
         if role in ("all", "ingest") and not (self.ingest.ingest_keys or self.ingest.ingest_keys_file):
             surfaces.append("OTLP ingest")
@@ -109,7 +144,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "api_keys":
                 value = f"{len(value)} key(s)"  # never the keys themselves
-            elif f.name == "clickhouse_url":
+            elif f.name in ("clickhouse_url", "umbraco_url") and value:
                 value = redact_url(value)
             elif f.name == "ingest":
                 value = value.describe()
@@ -125,6 +160,36 @@ def redact_url(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}"
+
+
+# A removed section should stop working within the hour at the latest.
+MAX_UMBRACO_CACHE_SECONDS = 3600
+# Beyond this the backoffice's own request would long have given up.
+MAX_UMBRACO_TIMEOUT_SECONDS = 60
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) stays on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _umbraco_url_problem(url: str) -> str | None:
+    """What is wrong with an Umbraco base URL, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be the site's base URL, http(s)://host[:port][/path]"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment: give the site's base URL only"
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        return "has a port that is not a TCP port"
+    return None
 
 
 def _parse(name: str, raw: str, parse: Any) -> Any:
@@ -169,6 +234,13 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _optional_url(raw: str) -> str | None:
+    # Empty switches the mode off; a trailing slash would double the one the
+    # endpoint path starts with.
+    url = raw.strip().rstrip("/")
+    return url or None
+
+
 def _optional_port(raw: str) -> int | None:
     if raw.strip() in ("", "0", "off", "none"):
         return None
@@ -185,6 +257,10 @@ _VARIABLES: tuple[tuple[str, Any, str], ...] = (
     ("AI_USAGE_API_KEYS_FILE", _existing_file, "api_keys_file"),
     ("AI_USAGE_ALLOW_OPEN", _flag, "allow_open"),
     ("AI_USAGE_CORS_ORIGINS", _csv, "cors_origins"),
+    ("AI_USAGE_UMBRACO_URL", _optional_url, "umbraco_url"),
+    ("AI_USAGE_UMBRACO_SECTION", _csv, "umbraco_sections"),
+    ("AI_USAGE_UMBRACO_CACHE_SECONDS", float, "umbraco_cache_seconds"),
+    ("AI_USAGE_UMBRACO_TIMEOUT_SECONDS", float, "umbraco_timeout_seconds"),
     ("AI_USAGE_LOG_LEVEL", lambda raw: raw.strip().upper(), "log_level"),
     ("AI_USAGE_LOG_FORMAT", _log_format, "log_format"),
 )

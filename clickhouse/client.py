@@ -129,3 +129,29 @@ class Database:
 
     def _connect(self) -> Client:
         return self.target.connect()
+
+
+# What clickhouse-connect escapes in a String parameter (backslash first).
+_PARAMETER_ESCAPES = ("\\", "'", "`", "\t", "\n")
+
+
+class TextParameter:
+    """A large String parameter, escaped at C speed.
+
+    clickhouse-connect escapes a `str` parameter one character at a time in
+    Python, about 0.1 µs per character: for the ingester's key lists (100
+    characters per span) that was most of a duplicate look-up. Any other
+    value type it binds as `str(value)`, so this object hands over text
+    escaped the same way by `str.replace`. The value is still bound as a
+    parameter (`{name:String}`), never formatted into the SQL text.
+    """
+
+    __slots__ = ("escaped",)
+
+    def __init__(self, text: str):
+        for char in _PARAMETER_ESCAPES:
+            text = text.replace(char, "\\" + char)
+        self.escaped = text
+
+    def __str__(self) -> str:
+        return self.escaped

@@ -66,37 +66,47 @@ def _render(v: str) -> str:
     )
 
 
-def _attribute_map(source: str) -> str:
-    """A Map(String, String) of an attribute array, values rendered as text."""
+# The attributes arrive as two parallel arrays built once per row: `ks`, the
+# keys, and `vs`, the values rendered as text. Each field reads them through
+# lambdas that use only their own arguments and constant arrays: a lambda
+# that captures a per-row column (a map, say) makes ClickHouse copy that
+# column once per array element, which cost microseconds per row and field.
+# The expressions do not grow with the number of aliases either, so planning
+# (paid on every insert) stays cheap.
+
+
+def _value(key: str) -> str:
+    """The value of one key ('' when absent)."""
+    return f"vs[indexOf(ks, {_quote(key)})]"
+
+
+def _candidates(keys) -> str:
+    """(alias rank, position, value) of every attribute named in `keys`: the
+    first alias first, and for a key sent twice its first occurrence."""
     return (
-        f"mapFromArrays(arrayMap(kv -> kv.key, {source}), "
-        f"arrayMap(kv -> {_render('kv.value')}, {source}))"
+        f"arraySort(arrayFilter(p -> p.1 > 0, "
+        f"arrayMap((k, v, i) -> (indexOf({_array(keys)}, k), i, v), ks, vs, arrayEnumerate(ks))))"
     )
-
-
-# Each field reads its aliases through one lambda over a constant key array,
-# so the expression (and ClickHouse's planning time, paid on every insert)
-# does not grow with the number of aliases.
 
 
 def _first_text(keys) -> str:
     """The first non-empty value among `keys`, else ''."""
-    return f"arrayFirst(v -> v != '', arrayMap(k -> attrs[k], {_array(keys)}))"
+    return f"arrayFirst(v -> v != '', arrayMap(p -> p.3, {_candidates(keys)}))"
 
 
 def _first_count(keys) -> str:
     """The first usable count among `keys`: NULL when none is a non-negative whole number."""
     return (
         "arrayFirst(n -> n IS NOT NULL, arrayMap(f -> if(f >= 0 AND f < 1e18 AND f = floor(f), toUInt64(f), NULL), "
-        f"arrayMap(k -> toFloat64OrNull(attrs[k]), {_array(keys)})))"
+        f"arrayMap(p -> toFloat64OrNull(p.3), {_candidates(keys)})))"
     )
 
 
 def _first_flag(keys, otherwise: str = "false") -> str:
     """The first key present decides: true, 1 or yes (any case) is true."""
     return (
-        f"if((arrayFirst(k -> mapContains(attrs, k), {_array(keys)}) AS flag_key) != '', "
-        f"lower(attrs[flag_key]) IN ('true', '1', 'yes'), {otherwise})"
+        f"if(notEmpty({_candidates(keys)} AS flag_candidates), "
+        f"lower(flag_candidates[1].3) IN ('true', '1', 'yes'), {otherwise})"
     )
 
 
@@ -124,13 +134,13 @@ MAPPED_KEYS: tuple[str, ...] = tuple(
 def view_query() -> str:
     """The SELECT of incoming_spans_mv."""
     providers = sorted(c.PROVIDER_NAMES)
-    invocation = f"attrs[{_quote(c.INVOCATION_PARAMETERS)}]"
+    invocation = _value(c.INVOCATION_PARAMETERS)
     invocation_model = (
         f"if(isValidJSON({invocation}), coalesce(nullIf(JSONExtractString({invocation}, 'model'), ''), "
         f"nullIf(JSONExtractString({invocation}, 'model_name'), '')), NULL)"
     )
-    failed = f"(span.status.code = 2 OR attrs[{_quote(c.ERROR_TYPE)}] != '')"
-    remaining = f"mapFilter((k, v) -> k NOT IN {_array(MAPPED_KEYS)}, attrs)"
+    failed = f"(span.status.code = 2 OR {_value(c.ERROR_TYPE)} != '')"
+    unmapped = f"NOT has({_array(MAPPED_KEYS)}, k)"
     # OpenInference names the requested model only inside its invocation parameters.
     request_model = (
         f"coalesce(nullIf({_first_text(c.REQUEST_MODEL_BEFORE_INVOCATION)}, ''), {invocation_model}, "
@@ -143,7 +153,8 @@ WITH
     {_first_count(c.OUTPUT_TOKENS)} AS output_count,
     {_first_text(c.PROVIDER)} AS provider_text,
     {_first_text((c.SERVER_ADDRESS,))} AS server_text,
-    {remaining} AS unmapped
+    arrayFilter(k -> {unmapped}, ks) AS unmapped_keys,
+    arrayFilter((v, k) -> {unmapped}, vs, ks) AS unmapped_values
 SELECT
     fromUnixTimestamp64Nano(toInt64(decision.startTimeUnixNano), 'UTC') AS timestamp,
     decision.traceId AS trace_id,
@@ -177,7 +188,7 @@ SELECT
     ifNull({_first_count(c.REASONING_TOKENS)}, 0) AS reasoning_tokens,
     decision.endTimeUnixNano - decision.startTimeUnixNano AS duration_ns,
     NOT failed AS succeeded,
-    if(failed, coalesce(nullIf(attrs[{_quote(c.ERROR_TYPE)}], ''), decision.exceptionType), '') AS error_type,
+    if(failed, coalesce(nullIf({_value(c.ERROR_TYPE)}, ''), decision.exceptionType), '') AS error_type,
     if(failed, coalesce(nullIf(span.status.message, ''), decision.exceptionMessage), '') AS error_message,
     -- OpenInference says `"stream": true` only inside its invocation parameters.
     {_first_flag(c.STREAMING, f"isValidJSON({invocation}) AND JSONExtractBool({invocation}, 'stream')")}
@@ -186,11 +197,16 @@ SELECT
     -- Semantic Kernel writes a whole endpoint URL here.
     if(position(server_text, '://') > 0, domain(server_text), server_text) AS server_address,
     mapFromArrays(
-        arraySlice(mapKeys(unmapped), 1, {MAX_ATTRIBUTES}),
+        arraySlice(unmapped_keys, 1, {MAX_ATTRIBUTES}),
         arrayMap(v -> if(lengthUTF8(v) > {MAX_ATTRIBUTE_VALUE_CHARS}, substringUTF8(v, 1, {MAX_ATTRIBUTE_VALUE_CHARS}) || '…', v),
-                 arraySlice(mapValues(unmapped), 1, {MAX_ATTRIBUTES}))
+                 arraySlice(unmapped_values, 1, {MAX_ATTRIBUTES}))
     ) AS attributes
-FROM (SELECT resource, scope, span, decision, {_attribute_map('span.attributes')} AS attrs FROM incoming_spans)
+FROM (
+    SELECT resource, scope, span, decision,
+        arrayMap(kv -> kv.key, span.attributes) AS ks,
+        arrayMap(kv -> {_render('kv.value')}, span.attributes) AS vs
+    FROM incoming_spans
+)
 """
 
 

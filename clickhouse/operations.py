@@ -16,7 +16,7 @@ import orjson
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from clickhouse import staging
-from clickhouse.client import Database
+from clickhouse.client import Database, TextParameter
 from ingest.errors import StorageRejected
 from ingest.mapping import CONTEXT_FIELDS
 from ingest.store import Change, LiveState, StagedCall, StoredState
@@ -153,7 +153,7 @@ class OperationStore:
             )
             for change in changes
         )
-        self.database.client().command(_CORRECT, parameters={"changes": rows.decode()})
+        self.database.client().command(_CORRECT, parameters={"changes": TextParameter(rows.decode())})
 
     def lookup(self, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[str, str], StoredState]:
         """Stored states of spans, by (start time ns, trace id, span id)."""
@@ -161,7 +161,7 @@ class OperationStore:
         if not rows:
             return {}
         result = self.database.client().query(
-            _LOOKUP_BY_KEY, parameters={"keys": rows.decode(), "context_keys": self.context_keys}
+            _LOOKUP_BY_KEY, parameters={"keys": TextParameter(rows.decode()), "context_keys": self.context_keys}
         )
         return _states(result.result_rows)
 
@@ -172,7 +172,7 @@ class OperationStore:
             return {}
         result = self.database.client().query(
             _LOOKUP_BY_TRACE,
-            parameters={"traces": rows.decode(), "start": start_ns, "end": end_ns, "context_keys": self.context_keys},
+            parameters={"traces": TextParameter(rows.decode()), "start": start_ns, "end": end_ns, "context_keys": self.context_keys},
         )
         return _states(result.result_rows)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -121,6 +122,11 @@ class Attributes:
 
     def __contains__(self, key: str) -> bool:
         return key in self._values
+
+    def present(self, keys: Iterable[str]) -> list[str]:
+        """Those of `keys` that are set, in their order (one call for a whole key list)."""
+        values = self._values
+        return [key for key in keys if key in values]
 
     def get(self, key: str) -> Any:
         raise NotImplementedError

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 MiB = 1024 * 1024
@@ -35,9 +36,19 @@ class ContextKeys:
     entity_id: tuple[str, ...] = ("umbraco.ai.entity.id",)
     entity_type: tuple[str, ...] = ("umbraco.ai.entity.type",)
 
-    def items(self) -> list[tuple[str, tuple[str, ...]]]:
+    def items(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """(operation field, keys) pairs, in a fixed order."""
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+        return self._items
+
+    @cached_property
+    def _items(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        # Read for every operation; dataclasses.fields() is slow to call that often.
+        return tuple((f.name, getattr(self, f.name)) for f in fields(self))
+
+    @cached_property
+    def empty_context(self) -> tuple[str, ...]:
+        """The context of an operation that no key reaches: every field empty."""
+        return ("",) * len(self._items)
 
     def all_keys(self) -> frozenset[str]:
         return frozenset(key for _, keys in self.items() for key in keys)

@@ -79,11 +79,15 @@ class Mapper:
     def context_values(self, attributes: Attributes | Mapping[str, Any]) -> dict[str, str]:
         """The configured context keys present on one span or resource, as strings."""
         found = {}
-        for key in self._context_key_list:
-            if key in attributes:
-                value = attributes.get(key)
-                if value is not None and value != "":
-                    found[key] = value if isinstance(value, str) else str(value)
+        present = (
+            attributes.present(self._context_key_list)
+            if isinstance(attributes, Attributes)
+            else [key for key in self._context_key_list if key in attributes]
+        )
+        for key in present:
+            value = attributes.get(key)
+            if value is not None and value != "":
+                found[key] = value if isinstance(value, str) else str(value)
         return found
 
     def model_call(self, record: SpanRecord, capability: str, operation: str, oldest_ns: int = 0) -> ModelCall:
@@ -110,7 +114,9 @@ def resolve_context(
     priority order and, for each key, the span and then its ancestors: an
     Umbraco tag on an ancestor beats a generic user key on the span itself.
     """
-    levels = list(spans)
+    levels = [level for level in spans if level]
+    if not levels and not resource:
+        return keys.empty_context
     values = []
     for _, field_keys in keys.items():
         found = ""

@@ -13,6 +13,7 @@ Nothing in this module knows about Flask, grpc or ClickHouse.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -60,7 +61,14 @@ class IngestService:
             retry_after_seconds=config.retry_after_seconds,
             observer=observer,
         )
-        self._no_context = resolve_context(config.context_keys, [], {})
+        self._no_context = config.context_keys.empty_context
+        # One request thread maps at a time. Mapping is pure Python and holds
+        # the interpreter lock; the writer thread's group commit, the serial
+        # step every export waits for, needs the lock too. With every request
+        # thread mapping at once, the writer got a small share of it and each
+        # commit took several times longer; waiting here costs nothing, since
+        # an export waits for the writer anyway.
+        self._mapping_slot = threading.Lock()
         self.stats = {"spans_received": 0, "operations_accepted": 0, "spans_rejected": 0}
 
     def start(self) -> None:
@@ -74,7 +82,8 @@ class IngestService:
 
         Raises a RetryableError (503) when they could not be stored now.
         """
-        mapped, rejections = self.map(spans)
+        with self._mapping_slot:
+            mapped, rejections = self.map(spans)
         self.stats["spans_received"] += len(spans)
         self.stats["spans_rejected"] += len(rejections)
         if mapped.candidates or any(fact.context or self.resolver.knows(fact.trace_id) for fact in mapped.facts):

@@ -1,7 +1,8 @@
 """The analytics API: flask-smorest blueprints under /umbraco/ai/management/api/v1.
 
 `init_app` wires it: the OpenAPI document and Swagger UI, one blueprint per
-resource (analytics, audit logs), bearer keys on both, CORS for the origins in
+resource (analytics, audit logs), bearer keys (and, when configured, Umbraco
+backoffice tokens) on both, CORS for the origins in
 AI_USAGE_CORS_ORIGINS, and the problem error shape for everything flask-smorest
 answers.
 """
@@ -34,10 +35,10 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
     docs.configure(app)
     api = ProblemApi(app)
-    docs.describe_security(api)
+    docs.describe_security(api, settings.umbraco_sections if settings.umbraco_tokens else None)
     app.register_blueprint(docs.assets_blueprint())
 
-    guard = bearer_guard(runtime.api_keys, runtime.ingest_keys)
+    guard = bearer_guard(runtime.api_keys, runtime.ingest_keys, runtime.umbraco_tokens, RETRY_AFTER_SECONDS)
     for blueprint in (analytics.create_blueprint(runtime.database), audit_logs.create_blueprint(runtime.database)):
         blueprint.before_request(guard)
         blueprint.register_error_handler(OperationalError, storage_unavailable(runtime.metrics))

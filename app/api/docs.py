@@ -7,6 +7,8 @@ reached (the backoffice of an intranet, CI).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import swagger_ui_bundle
 from flask import Blueprint, Flask, Response, send_from_directory
 
@@ -21,7 +23,9 @@ series and breakdowns by provider, model, profile and user, plus the raw
 operations as audit logs.
 
 Every route takes `Authorization: Bearer <key>` with a key from
-`AI_USAGE_API_KEYS` (open when none is configured). Errors are
+`AI_USAGE_API_KEYS` (open when none is configured) or, when
+`AI_USAGE_UMBRACO_URL` is set, an Umbraco backoffice user's own access token
+(the user needs the `ai` section). Errors are
 `application/problem+json`. Timestamps are UTC, written
 `2024-01-01T00:00:00.000Z`.
 """
@@ -46,10 +50,19 @@ def configure(app: Flask) -> None:
     )
 
 
-def describe_security(api: ProblemApi) -> None:
+def describe_security(api: ProblemApi, umbraco_sections: Iterable[str] | None = None) -> None:
+    """The bearer scheme; with Umbraco token mode on (`umbraco_sections`), saying which tokens pass."""
+    description = "A key from AI_USAGE_API_KEYS."
+    if umbraco_sections is not None:
+        sections = " or ".join(f"`{alias}`" for alias in umbraco_sections)
+        description = (
+            "A key from AI_USAGE_API_KEYS, or an Umbraco backoffice user's access token: the service asks the "
+            f"Umbraco site (AI_USAGE_UMBRACO_URL) who the user is and admits users with the {sections} section. "
+            "401: not a valid token; 403: the section is missing; 503: Umbraco could not be asked."
+        )
     api.spec.components.security_scheme(
         BEARER_SCHEME,
-        {"type": "http", "scheme": "bearer", "description": "A key from AI_USAGE_API_KEYS."},
+        {"type": "http", "scheme": "bearer", "description": description},
     )
 
 

@@ -26,6 +26,18 @@ def test_defaults_are_embedded_and_closed_to_the_network():
         ({"AI_USAGE_GRPC_PORT": "70000"}, "AI_USAGE_GRPC_PORT"),
         ({"AI_USAGE_ALLOW_OPEN": "maybe"}, "AI_USAGE_ALLOW_OPEN"),
         ({"AI_USAGE_API_KEYS_FILE": "/no/such/file"}, "AI_USAGE_API_KEYS_FILE"),
+        ({"AI_USAGE_UMBRACO_URL": "cms.example.org"}, "AI_USAGE_UMBRACO_URL"),
+        ({"AI_USAGE_UMBRACO_URL": "ftp://cms.example.org"}, "AI_USAGE_UMBRACO_URL"),
+        ({"AI_USAGE_UMBRACO_URL": "https://"}, "AI_USAGE_UMBRACO_URL"),
+        ({"AI_USAGE_UMBRACO_URL": "https://cms.example.org:99999"}, "AI_USAGE_UMBRACO_URL"),
+        ({"AI_USAGE_UMBRACO_URL": "https://cms.example.org/?culture=en"}, "AI_USAGE_UMBRACO_URL"),
+        ({"AI_USAGE_UMBRACO_SECTION": " , "}, "AI_USAGE_UMBRACO_SECTION"),
+        ({"AI_USAGE_UMBRACO_CACHE_SECONDS": "soon"}, "AI_USAGE_UMBRACO_CACHE_SECONDS"),
+        ({"AI_USAGE_UMBRACO_CACHE_SECONDS": "-1"}, "AI_USAGE_UMBRACO_CACHE_SECONDS"),
+        ({"AI_USAGE_UMBRACO_CACHE_SECONDS": "86400"}, "AI_USAGE_UMBRACO_CACHE_SECONDS"),
+        ({"AI_USAGE_UMBRACO_CACHE_SECONDS": "nan"}, "AI_USAGE_UMBRACO_CACHE_SECONDS"),
+        ({"AI_USAGE_UMBRACO_TIMEOUT_SECONDS": "0"}, "AI_USAGE_UMBRACO_TIMEOUT_SECONDS"),
+        ({"AI_USAGE_UMBRACO_TIMEOUT_SECONDS": "120"}, "AI_USAGE_UMBRACO_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):
@@ -33,11 +45,34 @@ def test_bad_values_name_the_variable(env, message):
         Settings.from_env(env)
 
 
+def test_umbraco_tokens_are_off_by_default():
+    settings = Settings.from_env({})
+    assert not settings.umbraco_tokens and settings.umbraco_url is None
+    assert settings.umbraco_sections == ("ai",)
+    assert settings.umbraco_cache_seconds == 60 and settings.umbraco_timeout_seconds == 5
+    assert not Settings.from_env({"AI_USAGE_UMBRACO_URL": "  "}).umbraco_tokens, "empty means off"
+
+
+def test_umbraco_settings_are_read():
+    settings = Settings.from_env({
+        "AI_USAGE_UMBRACO_URL": " https://cms.example.org/site/ ",
+        "AI_USAGE_UMBRACO_SECTION": "ai, Uai.Section.AI",
+        "AI_USAGE_UMBRACO_CACHE_SECONDS": "0",
+        "AI_USAGE_UMBRACO_TIMEOUT_SECONDS": "2.5",
+    })
+    assert settings.umbraco_tokens
+    assert settings.umbraco_url == "https://cms.example.org/site", "no trailing slash to double"
+    assert settings.umbraco_sections == ("ai", "Uai.Section.AI")
+    assert settings.umbraco_cache_seconds == 0 and settings.umbraco_timeout_seconds == 2.5
+
+
 def test_secrets_stay_out_of_the_description():
     settings = Settings.from_env({"CLICKHOUSE_URL": SERVER, "AI_USAGE_API_KEYS": "k1,k2", "AI_USAGE_INGEST_KEYS": "i1"})
     text = str(settings.describe())
     assert "secret" not in text and "k1" not in text and "i1" not in text
     assert "2 key(s)" in text and "user:***@clickhouse" in text
+    umbraco = Settings.from_env({"AI_USAGE_UMBRACO_URL": "https://admin:hunter2@cms.example.org"}).describe()
+    assert umbraco["umbraco_url"] == "https://admin:***@cms.example.org"
 
 
 def test_several_workers_need_a_clickhouse_server():
@@ -65,3 +100,13 @@ def test_each_role_needs_the_keys_of_what_it_serves():
     check_process_model(only_ingest_keys, workers=1, host="0.0.0.0", role="ingest")
     with pytest.raises(ConfigError, match="the analytics API"):
         check_process_model(only_ingest_keys, workers=1, host="0.0.0.0", role="api")
+
+
+@pytest.mark.parametrize("role", ["all", "api"])
+def test_umbraco_tokens_guard_the_api_on_the_network(role):
+    """Token mode is authentication: the analytics API is not open, so no opt-in is needed."""
+    settings = Settings.from_env({"AI_USAGE_UMBRACO_URL": "https://cms.example.org", "AI_USAGE_INGEST_KEYS": "i"})
+    assert settings.open_surfaces(role) == []
+    check_process_model(settings, workers=1, host="0.0.0.0", role=role)
+    with pytest.raises(ConfigError, match="OTLP ingest"):
+        check_process_model(Settings.from_env({"AI_USAGE_UMBRACO_URL": "https://cms.example.org"}), workers=1, host="0.0.0.0")
