@@ -192,38 +192,31 @@ ORDER BY request_count DESC, dimension ASC"""
 # hourly and raw rows alike (a day is the finest level every source has).
 # Day and name are compared as one string, the day as 8 hex digits first, so
 # that max() orders by (day, name) on the fast String path (a tuple argument
-# is ~5x slower). A (day, key, name) is positive when its rows sum to > 0;
-# when none of a key's rows is negative that is "any row > 0", read in the
-# same pass as the sums. Only keys with a negative row (an unmerged
-# correction) are grouped by (day, name) first, in `exact`.
-_HOUR_NAME = "concat(hex(toUInt32(toStartOfDay(hour))), name)"
-_HOUR_DIGITS = 8
+# is ~5x slower). The rows are summed per (key, day, name) first, so a
+# correction that is not merged yet (a negative row) cancels its positive
+# row before the name is chosen; the slices are read once (a CTE read in
+# two places is computed twice, which cost half the time of a 24-hour query).
+_DAY_NAME = "concat(hex(toUInt32(toStartOfDay(hour))), name)"
+_DAY_DIGITS = 8
 
 _BREAKDOWN_NAMED = f"""
-WITH slices AS ({{slices}})
 SELECT
     if(key = '', {{{{unknown:String}}}}, key) AS dimension,
-    if(key = '', '', substring(if(negative_rows = 0, latest, exact.latest), {_HOUR_DIGITS + 1})) AS dimension_name,
+    if(key = '', '', substring(latest, {_DAY_DIGITS + 1})) AS dimension_name,
     request_count,
     tokens,
     request_count * 100 / sum(request_count) OVER () AS percentage
 FROM (
-    SELECT key, sum(requests) AS request_count, sum(total_tokens) AS tokens,
-           maxIf({_HOUR_NAME}, requests > 0) AS latest, countIf(requests < 0) AS negative_rows
-    FROM slices
-    GROUP BY key
-    HAVING request_count > 0
-) AS totals
-LEFT JOIN (
-    SELECT key, maxIf(hour_name, count > 0) AS latest
+    SELECT key, sum(day_requests) AS request_count, sum(day_tokens) AS tokens,
+           maxIf(day_name, day_requests > 0) AS latest
     FROM (
-        SELECT key, {_HOUR_NAME} AS hour_name, sum(requests) AS count
-        FROM slices
-        WHERE key IN (SELECT key FROM slices WHERE requests < 0)
-        GROUP BY key, hour_name
+        SELECT key, {_DAY_NAME} AS day_name, sum(requests) AS day_requests, sum(total_tokens) AS day_tokens
+        FROM ({{slices}})
+        GROUP BY key, day_name
     )
     GROUP BY key
-) AS exact ON totals.key = exact.key
+    HAVING request_count > 0
+)
 ORDER BY request_count DESC, dimension ASC"""
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow.decorators import POST_DUMP, PRE_DUMP
 
 from clickhouse.analytics import AUDIT_STATUSES, AuditFilter, Granularity, Period
 
@@ -93,11 +94,52 @@ class Timestamp(fields.String):
         return None if value is None else format_instant(value)
 
 
+# Field types whose serialisation is a plain conversion (None stays None).
+_PLAIN_CONVERSIONS: dict[type[fields.Field], Any] = {
+    fields.Integer: int,
+    fields.Float: float,
+    fields.String: str,
+    Timestamp: format_instant,
+}
+
+
 class CamelSchema(Schema):
-    """Python attribute names, camelCase property names."""
+    """Python attribute names, camelCase property names.
+
+    A list of flat objects (a breakdown holds thousands of items) is dumped by
+    one precompiled conversion per field instead of marshmallow's per-field
+    machinery, about ten times faster; a schema with any other field type or a
+    dump hook uses marshmallow. tests/unit/test_schema_dump.py holds the two
+    to the same output.
+    """
 
     def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
         field_obj.data_key = field_obj.data_key or _camel(field_name)
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        plan = self._plain_plan()
+        if plan is None or not (self.many if many is None else many):
+            return super().dump(obj, many=many)
+        return [
+            {key: None if (value := getattr(item, attribute)) is None else convert(value) for key, attribute, convert in plan}
+            for item in obj
+        ]
+
+    def _plain_plan(self) -> list[tuple[str, str, Any]] | None:
+        if "_plan" not in self.__dict__:
+            plain = not self._hooks[PRE_DUMP] and not self._hooks[POST_DUMP] and all(
+                type(field) in _PLAIN_CONVERSIONS and not getattr(field, "as_string", False)
+                for field in self.dump_fields.values()
+            )
+            self.__dict__["_plan"] = (
+                [
+                    (field.data_key or name, field.attribute or name, _PLAIN_CONVERSIONS[type(field)])
+                    for name, field in self.dump_fields.items()
+                ]
+                if plain
+                else None
+            )
+        return self.__dict__["_plan"]
 
 
 # --- Analytics queries -----------------------------------------------------------

@@ -28,11 +28,6 @@ PROTOCOLS = {
     "anthropic-native": "grpc",
 }
 
-# Known mapping gaps: (emitter, call, field) -> why. Each is asserted as a strict
-# xfail by test_known_gap, so fixing one fails the suite until its entry goes.
-GAPS: dict[tuple[str, str, str], str] = {}
-
-
 @pytest.fixture(scope="module")
 def runs(start_service, provider_stub, tmp_path_factory):
     """runs(name): one driver run of that emitter, exported into a fresh service; made once per module."""
@@ -80,21 +75,7 @@ def test_each_call_is_one_operation_with_the_emitters_numbers(runs, emitter, cal
     assert row["service_name"] == f"emitter-{run.emitter.name}"
     want = dataclasses.asdict(expected(run.emitter, call))
     got = {name: row[name] for name in want}
-    for (emitter_name, gap_call, field) in GAPS:
-        if (emitter_name, gap_call) == (run.emitter.name, call_name):
-            del want[field], got[field]  # asserted in test_known_gap
     assert got == want
-
-
-@pytest.mark.parametrize(
-    "emitter,call_name,field",
-    [pytest.param(e, c, f, id=f"{e}-{c}-{f}", marks=pytest.mark.xfail(strict=True, reason=reason))
-     for (e, c, f), reason in GAPS.items()],
-)
-def test_known_gap(runs, emitter, call_name, field):
-    run = runs(emitter)
-    call = next(c for c in run.emitter.calls if c.name == call_name)
-    assert _only_row(run, call_name)[field] == getattr(expected(run.emitter, call), field)
 
 
 @pytest.mark.parametrize("emitter", _emitter_params())
