@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -20,7 +21,11 @@ from app.umbraco_tokens import UmbracoTokens
 from clickhouse.client import Database
 from clickhouse.migrate import migrate
 from clickhouse.operations import OperationStore
+from ingest.observe import NO_OBSERVER, ObservedStore
 from ingest.pipeline import IngestService
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ class Runtime:
     # Set when the analytics API admits Umbraco backoffice tokens (AI_USAGE_UMBRACO_URL).
     umbraco_tokens: UmbracoTokens | None = None
     ingest: IngestService | None = None
+    metrics: Metrics | None = None
     grpc_port: int | None = None
     closers: list = field(default_factory=list)
 
@@ -87,10 +93,16 @@ def create_app(settings: Settings | None = None, role: str | None = None) -> Fla
     )
     app.extensions["ai_usage"] = runtime
 
-    from app import errors, health
+    # Imported here, not at the top: under gunicorn prometheus_client must be
+    # imported after the master set PROMETHEUS_MULTIPROC_DIR (app/multiprocess.py).
+    from app import errors, health, metrics, observability
 
+    runtime.metrics = service_metrics = metrics.Metrics.from_environment()
+    # First, so that every request, even one refused by a guard, has an id, an access line and metrics.
+    observability.init_app(app, service_metrics)
     errors.init_app(app)
     health.init_app(app, runtime)
+    metrics.init_app(app, service_metrics)
 
     if role in ("all", "ingest"):
         _start_ingest(app, runtime)
@@ -133,14 +145,19 @@ def _start_ingest(app: Flask, runtime: Runtime) -> None:
 
     config = runtime.settings.ingest
     authorize = ingest_authorizer(runtime.ingest_keys, runtime.api_keys)
-    store = OperationStore(runtime.database, config.context_keys.all_keys())
-    runtime.ingest = IngestService(config, store, runtime.settings.retention_days)
+    observer = runtime.metrics or NO_OBSERVER
+    store = ObservedStore(OperationStore(runtime.database, config.context_keys.all_keys()), observer)
+    runtime.ingest = IngestService(config, store, runtime.settings.retention_days, observer=observer)
     runtime.ingest.start()
     app.register_blueprint(create_blueprint(runtime.ingest, config.max_body_bytes, authorize))
     if config.grpc_port is not None:
+        from app.observability import GrpcRequestLog
         from ingest.grpc import GrpcReceiver
 
-        receiver = GrpcReceiver(runtime.ingest, config.grpc_host, config.grpc_port, config.max_body_bytes, authorize=authorize)
+        receiver = GrpcReceiver(
+            runtime.ingest, config.grpc_host, config.grpc_port, config.max_body_bytes,
+            authorize=authorize, interceptors=(GrpcRequestLog(),),
+        )
         receiver.start()
         runtime.grpc_port = receiver.port
         # Stopped before the writer drains, so no call arrives after the drain.

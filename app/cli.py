@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 
+from app.logs import configure_logging
 from app.settings import ConfigError, Settings
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ai-usage: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
     try:
         if args.command == "serve":

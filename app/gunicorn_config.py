@@ -35,10 +35,12 @@ graceful_timeout = 30
 keepalive = 5
 # Several instances may share a machine (tests, compose): no shared control socket.
 control_socket_disable = True
-# Access logs come from the app as structured JSON lines (with request ids).
+# Access logs come from the app as structured JSON lines (with request ids,
+# app/observability.py); gunicorn's own messages go through the same handler.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("AI_USAGE_LOG_LEVEL", "info").lower()
+logger_class = "app.logs.GunicornLogger"
 proc_name = f"ai-usage-{os.environ.get('AI_USAGE_ROLE', 'all')}"
 
 
@@ -58,3 +60,27 @@ def worker_exit(server, worker) -> None:
     if runtime is not None:
         drained = runtime.close()
         log.info("worker stopped; accepted exports %s", "all stored" if drained else "NOT all stored")
+
+
+# The multiprocess metrics directory this master created (removed at exit).
+_metrics_dir: str | None = None
+
+
+def when_ready(server) -> None:
+    """Before the first worker forks: every worker writes its metrics to one directory."""
+    from app import multiprocess
+
+    global _metrics_dir
+    _metrics_dir = multiprocess.prepare()
+
+
+def child_exit(server, worker) -> None:
+    from app import multiprocess
+
+    multiprocess.process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    from app import multiprocess
+
+    multiprocess.remove(_metrics_dir)

@@ -68,6 +68,8 @@ class Settings:
     # for our answer meanwhile.
     umbraco_timeout_seconds: float = 5.0
     log_level: str = "INFO"
+    # One JSON object per line on stderr, for log collectors; `text` for people at a terminal.
+    log_format: str = "json"
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     @classmethod
@@ -222,6 +224,16 @@ def _existing_file(raw: str) -> str | None:
     return path
 
 
+LOG_FORMATS = ("json", "text")
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
 def _optional_url(raw: str) -> str | None:
     # Empty switches the mode off; a trailing slash would double the one the
     # endpoint path starts with.
@@ -250,6 +262,7 @@ _VARIABLES: tuple[tuple[str, Any, str], ...] = (
     ("AI_USAGE_UMBRACO_CACHE_SECONDS", float, "umbraco_cache_seconds"),
     ("AI_USAGE_UMBRACO_TIMEOUT_SECONDS", float, "umbraco_timeout_seconds"),
     ("AI_USAGE_LOG_LEVEL", lambda raw: raw.strip().upper(), "log_level"),
+    ("AI_USAGE_LOG_FORMAT", _log_format, "log_format"),
 )
 
 _INGEST_VARIABLES: tuple[tuple[str, Any, str], ...] = (

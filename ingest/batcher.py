@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from ingest.errors import IngestError, Overloaded, RetryableError, ShuttingDown, StorageRejected, StorageUnavailable
+from ingest.observe import NO_OBSERVER, IngestObserver
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Batcher(Generic[Item]):
         linger_seconds: float,
         retry_after_seconds: int,
         name: str = "ingest-writer",
+        observer: IngestObserver = NO_OBSERVER,
     ):
         self._commit = commit
         self._probe = probe
@@ -67,6 +69,7 @@ class Batcher(Generic[Item]):
         self._batch_max = batch_max_spans
         self._linger = linger_seconds
         self._retry_after = retry_after_seconds
+        self._observer = observer
         self._queue: deque[Ticket[Item]] = deque()
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -175,7 +178,7 @@ class Batcher(Generic[Item]):
         so that only the one carrying the bad data is refused."""
         error: BaseException | None = None
         try:
-            self._commit([ticket.item for ticket in group])
+            self._commit_group(group)
             self.stats["commits"] += 1
             self.stats["spans_committed"] += sum(t.spans for t in group)
         except StorageRejected as refusal:
@@ -194,6 +197,17 @@ class Batcher(Generic[Item]):
         if error is not None:
             self.stats["failed_commits"] += 1
         return [(ticket, error) for ticket in group]
+
+    def _commit_group(self, group: list[Ticket[Item]]) -> None:
+        """Commit one group and tell the observer how long it took and how it ended."""
+        spans = sum(ticket.spans for ticket in group)
+        started = time.perf_counter()
+        try:
+            self._commit([ticket.item for ticket in group])
+        except BaseException as error:
+            self._observer.commit_finished(len(group), spans, time.perf_counter() - started, error)
+            raise
+        self._observer.commit_finished(len(group), spans, time.perf_counter() - started, None)
 
     def _wait_for_storage(self) -> None:
         delay = 0.25

@@ -14,7 +14,8 @@ Retryable errors carry a RetryInfo both as `google.rpc.retryinfo-bin`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -24,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ingest.codec import decode_protobuf
 from ingest.errors import IngestError, RetryableError
+from ingest.observe import GRPC, ExportReport
 from ingest.pipeline import IngestService
 
 log = logging.getLogger(__name__)
@@ -48,12 +50,26 @@ class TraceServicer:
         return grpc.method_handlers_generic_handler(SERVICE, {"Export": export})
 
     def export(self, request: bytes, context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
+        started = time.perf_counter()
+        observer = self.service.observer
+        spans = 0
         try:
             if self.authorize is not None:
                 self.authorize(_metadata(context, "authorization"))
-            result = self.service.export(decode_protobuf(request))
+            records = decode_protobuf(request)
+            spans = len(records)
+            result = self.service.export(records)
         except IngestError as error:
+            code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.INTERNAL)
+            observer.export_finished(ExportReport.failed(GRPC, code.name, started, spans, error))
             _abort(context, error)
+        except Exception as error:
+            # grpc answers UNKNOWN for an exception it did not expect; count it first.
+            observer.export_finished(ExportReport.failed(GRPC, grpc.StatusCode.UNKNOWN.name, started, spans, error))
+            raise
+        observer.export_finished(
+            ExportReport.answered(GRPC, grpc.StatusCode.OK.name, started, spans, result.accepted_operations, result.rejected_spans)
+        )
         response = trace_service_pb2.ExportTraceServiceResponse()
         if result.rejected_spans:
             response.partial_success.rejected_spans = result.rejected_spans
@@ -87,7 +103,7 @@ class GrpcReceiver:
     """The gRPC server, started and stopped with the service."""
 
     def __init__(self, service: IngestService, host: str, port: int, max_message_bytes: int, threads: int = 16,
-                 authorize: Authorizer | None = None):
+                 authorize: Authorizer | None = None, interceptors: Sequence[grpc.ServerInterceptor] = ()):
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
@@ -95,7 +111,12 @@ class GrpcReceiver:
             # (SO_REUSEPORT, grpc's default on Linux, stated here on purpose).
             ("grpc.so_reuseport", 1),
         ]
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"), options=options)
+        # Interceptors (request ids and access logs, from app/) wrap every call.
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="otlp-grpc"),
+            options=options,
+            interceptors=list(interceptors),
+        )
         self.server.add_generic_rpc_handlers((TraceServicer(service, authorize).handler(),))
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:

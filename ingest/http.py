@@ -10,6 +10,7 @@ leaves as a `google.rpc.Status` body with the status code that
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from flask import Blueprint, Response, request
 
 from ingest import codec
 from ingest.errors import IngestError, MalformedRequest, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
+from ingest.observe import HTTP, ExportReport
 from ingest.pipeline import IngestService
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,13 @@ Authorizer = Callable[[str | None], None]
 
 def create_blueprint(service: IngestService, max_body_bytes: int, authorize: Authorizer | None = None) -> Blueprint:
     blueprint = Blueprint("otlp", __name__)
+    observer = service.observer
 
     @blueprint.route(TRACES_PATH, methods=_ALL_METHODS, strict_slashes=False)
     def export_traces() -> Response:
+        started = time.perf_counter()
         reply_media = _reply_media(request.headers.get("Content-Type"))
+        spans = 0
         try:
             if request.method != "POST":
                 raise MethodNotAllowed(f"{request.method} is not allowed on {TRACES_PATH}; use POST")
@@ -41,9 +46,20 @@ def create_blueprint(service: IngestService, max_body_bytes: int, authorize: Aut
                 authorize(request.headers.get("Authorization"))
             media = codec.media_type(request.headers.get("Content-Type"))
             body = read_body(request.stream, request.content_length, request.headers.get("Content-Encoding"), max_body_bytes)
-            result = service.export(codec.decode(body, media))
+            records = codec.decode(body, media)
+            spans = len(records)
+            result = service.export(records)
         except IngestError as error:
+            observer.export_finished(ExportReport.failed(HTTP, str(error.http_status), started, spans, error))
             return error_response(error, reply_media)
+        except Exception as error:
+            # Flask answers it (a werkzeug error keeps its status, anything else is 500); count it first.
+            status = getattr(error, "code", None)
+            observer.export_finished(ExportReport.failed(HTTP, str(status if isinstance(status, int) else 500), started, spans, error))
+            raise
+        observer.export_finished(
+            ExportReport.answered(HTTP, "200", started, spans, result.accepted_operations, result.rejected_spans)
+        )
         return Response(
             codec.encode_response(media, result.rejected_spans, result.error_message), status=200, content_type=media
         )

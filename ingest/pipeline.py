@@ -22,6 +22,7 @@ from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
 from ingest.context import Candidate, ContextResolver, SpanFact
 from ingest.mapping import Mapper, SpanRejected, resolve_context
+from ingest.observe import NO_OBSERVER, IngestObserver
 from ingest.store import Change, StagedCall, Store
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ class MappedExport:
 
 
 class IngestService:
-    def __init__(self, config: IngestConfig, store: Store, retention_days: int = 0):
+    def __init__(self, config: IngestConfig, store: Store, retention_days: int = 0, observer: IngestObserver = NO_OBSERVER):
         self.config = config
+        # The transports report their exports to it, the batcher its commits.
+        self.observer = observer
         self.store = store
         self.mapper = Mapper(config, retention_days)
         self.resolver = ContextResolver(config.context_keys, config.context_window_seconds)
@@ -56,6 +59,7 @@ class IngestService:
             batch_max_spans=config.batch_max_spans,
             linger_seconds=config.batch_linger_ms / 1000,
             retry_after_seconds=config.retry_after_seconds,
+            observer=observer,
         )
         self._no_context = config.context_keys.empty_context
         # One request thread maps at a time. Mapping is pure Python and holds
