@@ -37,6 +37,11 @@ def _refusals_are_permanent():
         raise
 
 
+# New operations never collapse or sum with each other inside one insert (each
+# span once, the rollup views group their block already), so skip ClickHouse's
+# merge-on-insert pass over the block: a few percent of every insert.
+_INSERT_SETTINGS = {"optimize_on_insert": 0}
+
 _KEYS = "format(JSONEachRow, 'ts Int64, trace_id String, span_id String', {keys:String})"
 
 _STATE_COLUMNS = f"""
@@ -134,9 +139,10 @@ class OperationStore:
 
     def _insert(self, client, protobuf_rows: Sequence[bytes], json_rows: Sequence[bytes]) -> None:
         if protobuf_rows:
-            client.raw_insert(staging.TABLE, None, b"".join(protobuf_rows), fmt="Protobuf", settings=staging.schema_settings(self.database.embedded))
+            settings = {**staging.schema_settings(self.database.embedded), **_INSERT_SETTINGS}
+            client.raw_insert(staging.TABLE, None, b"".join(protobuf_rows), fmt="Protobuf", settings=settings)
         if json_rows:
-            client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow")
+            client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow", settings=_INSERT_SETTINGS)
 
     def correct(self, changes: Sequence[Change]) -> None:
         if not changes:
