@@ -26,7 +26,7 @@ RETRY_AFTER_SECONDS = "2"
 
 def init_app(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
-    docs.configure(app)
+    docs.configure(app, keys_required=bool(runtime.api_keys))
     api = ProblemApi(app)
     docs.describe_security(api)
     app.register_blueprint(docs.assets_blueprint())
