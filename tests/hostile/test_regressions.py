@@ -11,6 +11,9 @@
    (a declared field sent with another wire type, kept by Python as an
    unknown field) failed the insert with code 444, taken for an outage: 503
    and storage marked down, instead of refusing that one export.
+4. Audit-log dates past the Int64 nanosecond range (fromDate=2263-01-01,
+   toDate=1600-01-01) wrapped around in ClickHouse and matched everything.
+5. An audit-log `skip` of 2^64 or more wrapped around to the first page.
 """
 
 from __future__ import annotations
@@ -103,3 +106,30 @@ def test_a_span_clickhouse_cannot_read_refuses_only_its_export(service):
     for payload in valid:
         assert entry(service, *payload.keys[0]) is not None
     assert requests.get(f"{service.url}/health/ready", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "everything"),
+    [
+        ({"fromDate": "2263-01-01"}, False), ({"fromDate": "9999-12-31T23:59:59.9999999Z"}, False),
+        ({"toDate": "1600-01-01"}, False), ({"toDate": "0001-01-01"}, False),
+        ({"fromDate": "0001-01-01", "toDate": "9999-12-31"}, True), ({"toDate": "2263-01-01"}, True),
+    ],
+)
+def test_audit_log_dates_beyond_the_nanosecond_range_keep_their_meaning(service, params, everything):
+    ids = Ids(random.Random(4))
+    valid = marker(ids, 0, PROTOBUF)
+    assert post(service, valid.body, PROTOBUF).status_code == 200
+    total = requests.get(f"{service.url}{SUMMARY}", params={"take": 0}, timeout=10).json()["total"]
+    assert total >= 1
+    found = requests.get(f"{service.url}{SUMMARY}", params={**params, "take": 0}, timeout=10).json()["total"]
+    assert found == (total if everything else 0)
+
+
+def test_an_audit_log_skip_past_64_bits_is_400_not_the_first_page(service):
+    ids = Ids(random.Random(5))
+    assert post(service, marker(ids, 0, PROTOBUF).body, PROTOBUF).status_code == 200
+    response = requests.get(f"{service.url}{SUMMARY}", params={"skip": 2**64, "take": 1}, timeout=10)
+    assert response.status_code == 400 and "skip" in response.json()["errors"]
+    last = requests.get(f"{service.url}{SUMMARY}", params={"skip": 2**63 - 1, "take": 1}, timeout=10).json()
+    assert last["items"] == [] and last["total"] >= 1
