@@ -51,6 +51,8 @@ class Expect:
     status: int
     stored: frozenset[tuple[str, str]] = frozenset()
     rejected: int = 0
+    # Columns of the stored row, where the contract says what they hold.
+    columns: dict | None = None
 
 
 @dataclass
@@ -262,8 +264,9 @@ def protobuf_mutants(rng: random.Random, ids: Ids, count: int) -> Iterator[Paylo
             body = rng.randbytes(rng.choice((0, 1, 2, 7, 64, 512, 4096)))
             label = "random bytes"
         elif kind == 1:
-            # Truncations: walking through every cut point of successive templates.
-            cut = (n // 5 * 3) % len(valid)
+            # Truncations: every 4th cut point of successive templates, shifted by one on each pass.
+            step = n // 5 * 4
+            cut = (step + step // len(valid)) % len(valid)
             body, label = valid[:cut], f"truncated at {cut}/{len(valid)}"
         elif kind == 2:
             data = bytearray(valid)
@@ -348,12 +351,13 @@ def _replace_random_node(rng: random.Random, document) -> str:
 def protobuf_edge_cases(ids: Ids, body_limit: int) -> Iterator[Payload]:
     """Edge cases with a predicted answer."""
 
-    def one(label: str, span: Span | bytes, stored: bool, rejected: int = 0, status: int = 200, **wrap) -> Payload:
+    def one(label: str, span: Span | bytes, stored: bool, rejected: int = 0, status: int = 200, columns: dict | None = None,
+            **wrap) -> Payload:
         raw = span if isinstance(span, bytes) else span.SerializeToString()
         body = wrap_span(raw, **wrap)
         key = (trace, span_id)
-        return Payload(label, body, PROTOBUF, Expect(status, frozenset({key}) if stored and status == 200 else frozenset(),
-                                                     rejected), keys=[key])
+        keys = frozenset({key}) if stored and status == 200 else frozenset()
+        return Payload(label, body, PROTOBUF, Expect(status, keys, rejected, columns), keys=[key])
 
     chat = {"gen_ai.operation.name": "chat"}
 
@@ -436,19 +440,23 @@ def protobuf_edge_cases(ids: Ids, body_limit: int) -> Iterator[Payload]:
         yield one(f"start {start} end {end}", proto_span(chat, trace=trace, span=span_id, start=start, end=end),
                   stored=accepted, rejected=0 if accepted else 1)
 
-    # Token counts of every wrong kind: the call is stored, unusable counts read as unknown.
-    for value in (-1, -(2**63), INT64_MAX, 0, 1e300, float("nan"), float("inf"), -0.0, 1.5, "12", "1e3", "abc", "",
-                  "99999999999999999999999", True, [1, 2], {"n": 1}, b"\x00\x01"):
+    # Token counts of every wrong kind: the call is stored; a count that is negative, fractional, not a
+    # number or past 10^18 is unknown (0); a whole number as text counts.
+    for value, count in ((-1, 0), (-(2**63), 0), (INT64_MAX, 0), (0, 0), (1e300, 0), (float("nan"), 0), (float("inf"), 0),
+                         (-0.0, 0), (1.5, 0), (7.0, 7), ("12", 12), ("1e3", 1000), ("abc", 0), ("", 0),
+                         ("99999999999999999999999", 0), (True, 0), ([1, 2], 0), ({"n": 1}, 0), (b"\x00\x01", 0)):
         trace, span_id = ids.trace(), ids.span()
         attributes = {**chat, "gen_ai.usage.input_tokens": value, "gen_ai.usage.output_tokens": value,
                       "gen_ai.usage.total_tokens": value}
-        yield one(f"token counts {value!r}", proto_span(attributes, trace=trace, span=span_id), stored=True)
+        yield one(f"token counts {value!r}", proto_span(attributes, trace=trace, span=span_id), stored=True,
+                  columns={"input_tokens": count, "output_tokens": count, "total_tokens": count})
 
     # Numbers where strings belong and strings where numbers belong, on every mapped key.
     trace, span_id = ids.trace(), ids.span()
     odd = {**chat, "gen_ai.provider.name": 42, "gen_ai.request.model": 1.5, "umbraco.ai.user.id": 7,
            "umbraco.ai.profile.id": True, "gen_ai.request.stream": "yes", "error.type": 500, "server.address": [1]}
-    yield one("wrong types on mapped keys", proto_span(odd, trace=trace, span=span_id), stored=True)
+    yield one("wrong types on mapped keys", proto_span(odd, trace=trace, span=span_id), stored=True,
+              columns={"provider": "42", "request_model": "1.5", "user_id": "7", "succeeded": False, "error_type": "500"})
 
     # The same span twice in one export, and an operation name of every type.
     trace, span_id = ids.trace(), ids.span()
@@ -475,9 +483,11 @@ def json_edge_cases(ids: Ids) -> Iterator[Payload]:
             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}], **fields,
         }
 
-    def one(label: str, body: bytes, status: int, stored: bool = False, rejected: int = 0) -> Payload:
+    def one(label: str, body: bytes, status: int, stored: bool = False, rejected: int = 0,
+            columns: dict | None = None) -> Payload:
         key = (trace, span_id)
-        return Payload(label, body, JSON, Expect(status, frozenset({key}) if stored else frozenset(), rejected), keys=[key])
+        return Payload(label, body, JSON, Expect(status, frozenset({key}) if stored else frozenset(), rejected, columns),
+                       keys=[key])
 
     # Not JSON at all, or JSON that orjson refuses: 400.
     for label, text in (
@@ -515,22 +525,28 @@ def json_edge_cases(ids: Ids) -> Iterator[Payload]:
     body = ('{"resourceSpans": [{"scopeSpans": [{"spans": [' + text + "]}]}]}").encode()
     yield one("duplicate spanId, the last one valid", body, 200, stored=True)
 
-    # Ids: hex of the wrong length, not hex, base64 of the wrong length, numbers.
-    for trace_value, span_value, accepted in (
-        (None, None, True), ("abc", None, False), (None, "abc", False), ("0" * 32, None, False), (None, "0" * 16, False),
-        ("g" * 32, None, False), (None, "ZZZZZZZZZZZZZZZZ", False), ("trace-id-base64==", None, False),
-        (None, base64.b64encode(b"\x01" * 7).decode(), False), (None, base64.b64encode(b"\x01" * 8).decode(), "b64"),
+    # Ids: upper-case hex (accepted), hex of the wrong length, not hex, all zeros, base64 (proto3 JSON's
+    # spelling: accepted when it decodes to 8 bytes). A wrong id rejects the span (partial success).
+    for label, trace_text, span_text, accepted in (
+        ("upper-case hex", str.upper, None, True),
+        ("short trace id", lambda t: "abc", None, False),
+        ("short span id", None, lambda s: "abc", False),
+        ("zero trace id", lambda t: "0" * 32, None, False),
+        ("zero span id", None, lambda s: "0" * 16, False),
+        ("trace id not hex", lambda t: "g" * 32, None, False),
+        ("span id not hex", None, lambda s: "ZZZZZZZZZZZZZZZZ", False),
+        ("trace id of odd base64", lambda t: "trace-id-base64==", None, False),
+        ("span id as base64 of 7 bytes", None, lambda s: base64.b64encode(bytes.fromhex(s)[:7]).decode(), False),
+        ("span id as base64 of 8 bytes", None, lambda s: base64.b64encode(bytes.fromhex(s)).decode(), True),
     ):
         trace, span_id = ids.trace(), ids.span()
-        if span_value == base64.b64encode(b"\x01" * 8).decode():
-            span_id = "0101010101010101"
         fields = {}
-        if trace_value is not None:
-            fields["traceId"] = trace_value
-        if span_value is not None:
-            fields["spanId"] = span_value
-        yield one(f"ids {trace_value!r}/{span_value!r}", doc(chat_span(trace, span_id, **fields)), 200,
-                  stored=bool(accepted), rejected=0 if accepted else 1)
+        if trace_text:
+            fields["traceId"] = trace_text(trace)
+        if span_text:
+            fields["spanId"] = span_text(span_id)
+        yield one(f"json {label}", doc(chat_span(trace, span_id, **fields)), 200, stored=accepted,
+                  rejected=0 if accepted else 1)
     for wrong in (12, 1.5, True, [], {}):
         trace, span_id = ids.trace(), ids.span()
         yield one(f"traceId {wrong!r}", doc(chat_span(trace, span_id, traceId=wrong)), 400)
@@ -553,14 +569,16 @@ def json_edge_cases(ids: Ids) -> Iterator[Payload]:
         trace, span_id = ids.trace(), ids.span()
         yield one(f"startTimeUnixNano {wrong!r}", doc(chat_span(trace, span_id, startTimeUnixNano=wrong)), 400)
 
-    # Token counts and numbers as strings: stored, unusable counts read as unknown.
-    for value in ({"intValue": "-1"}, {"intValue": str(INT64_MAX)}, {"doubleValue": "NaN"}, {"doubleValue": "Infinity"},
-                  {"doubleValue": 1e308}, {"doubleValue": "-0"}, {"stringValue": "1e3"}, {"stringValue": "12"},
-                  {"boolValue": True}, {"arrayValue": {"values": [{"intValue": "3"}]}}, {}):
+    # Token counts and numbers as strings: stored, unusable counts read as unknown (0).
+    for value, count in (({"intValue": "-1"}, 0), ({"intValue": str(INT64_MAX)}, 0), ({"intValue": 42}, 42),
+                         ({"doubleValue": "NaN"}, 0), ({"doubleValue": "Infinity"}, 0), ({"doubleValue": 1e308}, 0),
+                         ({"doubleValue": "-0"}, 0), ({"doubleValue": "8"}, 8), ({"stringValue": "1e3"}, 1000),
+                         ({"stringValue": "12"}, 12), ({"boolValue": True}, 0),
+                         ({"arrayValue": {"values": [{"intValue": "3"}]}}, 0), ({}, 0)):
         trace, span_id = ids.trace(), ids.span()
         span = chat_span(trace, span_id)
         span["attributes"].append({"key": "gen_ai.usage.input_tokens", "value": value})
-        yield one(f"json token count {value!r}", doc(span), 200, stored=True)
+        yield one(f"json token count {value!r}", doc(span), 200, stored=True, columns={"input_tokens": count})
     for value in ({"intValue": str(2**63)}, {"intValue": "1.5"}, {"intValue": 1.5}, {"doubleValue": "x"},
                   {"boolValue": "true"}, {"stringValue": 5}, {"arrayValue": []}, {"kvlistValue": {"values": [{"key": 1}]}}):
         trace, span_id = ids.trace(), ids.span()
