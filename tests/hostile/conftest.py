@@ -1,12 +1,12 @@
 """Services for the hostile-input suite: real servers over real sockets, holding real data.
 
-`hostile_service` is one in-process service (real threaded HTTP server, real
-gRPC server, chdb) shared by a module; `seeded_service` is the same with a day
-of model calls ingested over OTLP/HTTP, so that every analytics and audit-log
-query has rows to answer with. `served` is the real `ai-usage serve`
-(gunicorn) in a child process, shared by the whole session, for what only
-gunicorn answers (request-line and header limits) and for memory bounds
-measured on a process of its own.
+`hostile_services` starts in-process services (real threaded HTTP server, real
+gRPC server when asked, chdb), each with a database of its own, closed after
+the module's last test; `seed` ingests a day of model calls over OTLP/HTTP so
+that every analytics and audit-log query has rows to answer with. `served` is
+the real `ai-usage serve` (gunicorn) in a child process, shared by the whole
+session, for what only gunicorn answers (request-line and header limits) and
+for memory bounds measured on a process of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from tests.support import spans
 from tests.support.service import InProcessService, ServiceProcess, free_port, service_settings
 
 PROTO = {"Content-Type": "application/x-protobuf"}
-SEED_DAY = "2025-03-10"
 SEED_START = 1_741_564_800_000_000_000  # 2025-03-10T00:00:00Z
 HOUR = 3_600 * 10**9
 # The seeded spans: a spread of providers, models, profiles, users and failures.
@@ -84,13 +83,6 @@ def seed(service: InProcessService, headers: dict | None = None) -> list[tuple[s
     )
     assert response.status_code == 200, response.content
     return keys
-
-
-@pytest.fixture(scope="module")
-def seeded_service(hostile_services):
-    service = hostile_services(grpc_port=free_port())
-    service.seeded = seed(service)
-    return service
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import base64
 from dataclasses import dataclass, field
 
 import grpc
-import orjson
 import requests
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
