@@ -33,6 +33,17 @@ timeout = 60
 # wait longer than this before SIGKILL (compose: stop_grace_period).
 graceful_timeout = 30
 keepalive = 5
+# Request limits gunicorn enforces itself, before the app; each answer is a
+# problem JSON body (post_worker_init installs app.gunicorn_errors), never
+# gunicorn's HTML page.
+# - The request line (method, path, query string, version) may be 8190 bytes,
+#   the most gunicorn allows short of unlimited (0); the API's longest real
+#   queries (audit-log filters) are far shorter. Longer: 414.
+limit_request_line = 8190
+# - At most 100 header fields, each at most 8190 bytes (a bearer key, cookies,
+#   tracing headers fit); more or larger: 431.
+limit_request_fields = 100
+limit_request_field_size = 8190
 # Several instances may share a machine (tests, compose): no shared control socket.
 control_socket_disable = True
 # Access logs come from the app as structured JSON lines (with request ids,
@@ -51,6 +62,13 @@ def on_starting(server) -> None:
 
     host = server.cfg.address[0][0] if server.cfg.address and isinstance(server.cfg.address[0], tuple) else "127.0.0.1"
     check_process_model(Settings.from_env(), workers=server.cfg.workers, host=host)
+
+
+def post_worker_init(worker) -> None:
+    """gunicorn's own error answers (414, 431, 400...) as problem JSON instead of HTML."""
+    from app import gunicorn_errors
+
+    gunicorn_errors.install()
 
 
 def worker_exit(server, worker) -> None:

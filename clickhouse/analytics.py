@@ -32,6 +32,7 @@ DAY_NS = 24 * HOUR_NS
 # nothing stored lies outside and the answers stay the same.
 MIN_NS = 0
 MAX_NS = (2**32 - 1) // 3_600 * HOUR_NS
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Grouping(Protocol):
@@ -445,10 +446,12 @@ def audit_page(database: Database, wanted: AuditFilter) -> AuditPage:
         value = getattr(wanted, name)
         if value is None:
             continue
-        if name == "from_ns":
-            value = max(value, MIN_NS)
-        elif name == "to_ns":
-            value = min(value, MAX_NS)
+        if name in ("from_ns", "to_ns"):
+            # Any ISO 8601 date is accepted (years 1-9999); the parameter is an
+            # Int64 of nanoseconds, whose range DateTime64(9) spans (1677-2262)
+            # and every stored operation lies in. Clamped, a date past it keeps
+            # its meaning; unclamped it wrapped around and matched everything.
+            value = min(max(value, INT64_MIN), INT64_MAX)
         elif name == "status":
             value = AUDIT_STATUSES[value]
         conditions.append(fragment)

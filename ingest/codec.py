@@ -96,16 +96,24 @@ class SpanRecord:
         self.payload: bytes | dict = payload
 
     def exception(self) -> tuple[str, str]:
-        """(type, message) of the span's first exception event, or empty strings."""
+        """(type, message) of the span's first readable exception event, or empty strings.
+
+        Events are not decoded with the request (only a failed call reads
+        them), so one that turns out malformed is skipped here rather than
+        failing the export: the call is stored without its exception details.
+        """
         for event in self.events:
-            if isinstance(event, bytes):
-                view = wire.event_view().FromString(event)
-                if view.name == "exception":
-                    attributes = ProtoAttributes(view.attributes)
+            try:
+                if isinstance(event, bytes):
+                    view = wire.event_view().FromString(event)
+                    if view.name == "exception":
+                        attributes = ProtoAttributes(view.attributes)
+                        return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
+                elif isinstance(event, dict) and event.get("name") == "exception":
+                    attributes, _ = _json_attributes(event.get("attributes"))
                     return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
-            elif isinstance(event, dict) and event.get("name") == "exception":
-                attributes, _ = _json_attributes(event.get("attributes"))
-                return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
+            except (DecodeError, RecursionError, TypeError, ValueError):
+                continue
         return "", ""
 
     def __repr__(self) -> str:
@@ -291,8 +299,8 @@ def _json_span(span: Any, resource: Resource, scope: Scope) -> SpanRecord:
         _json_id(_first(get, "spanId", "span_id"), "spanId"),
         _json_id(_first(get, "parentSpanId", "parent_span_id"), "parentSpanId"),
         name,
-        _json_int(_first(get, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
-        _json_int(_first(get, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
+        _json_time(_first(get, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
+        _json_time(_first(get, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
         status_code,
         JsonAttributes(attributes),
         _opt_list(get("events")),
@@ -436,6 +444,14 @@ def _json_int(value: Any, field: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return _type_error(field, value)
+
+
+def _json_time(value: Any, field: str) -> int:
+    """A fixed64 time: what protobuf can carry, so that no larger number reaches the writer or ClickHouse."""
+    number = _json_int(value, field)
+    if not 0 <= number < 2**64:
+        raise ValueError(f"{field} must be an unsigned 64-bit integer, got {str(number)[:40]}")
+    return number
 
 
 def _json_enum(value: Any, names: dict[str, int], field: str) -> int:

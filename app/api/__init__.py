@@ -33,7 +33,7 @@ RETRY_AFTER_SECONDS = "2"
 
 def init_app(app: Flask, runtime: Runtime) -> None:
     settings = runtime.settings
-    docs.configure(app)
+    docs.configure(app, keys_required=bool(runtime.api_keys) or settings.umbraco_tokens)
     api = ProblemApi(app)
     docs.describe_security(api, settings.umbraco_sections if settings.umbraco_tokens else None)
     app.register_blueprint(docs.assets_blueprint())

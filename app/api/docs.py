@@ -23,16 +23,23 @@ series and breakdowns by provider, model, profile and user, plus the raw
 operations as audit logs.
 
 Every route takes `Authorization: Bearer <key>` with a key from
-`AI_USAGE_API_KEYS` (open when none is configured) or, when
-`AI_USAGE_UMBRACO_URL` is set, an Umbraco backoffice user's own access token
-(the user needs the `ai` section). Errors are
+`AI_USAGE_API_KEYS` (open when none is configured: this document then marks
+the key optional) or, when `AI_USAGE_UMBRACO_URL` is set, an Umbraco
+backoffice user's own access token (the user needs the `ai` section). Errors are
 `application/problem+json`. Timestamps are UTC, written
 `2024-01-01T00:00:00.000Z`.
 """
 
 
-def configure(app: Flask) -> None:
-    """flask-smorest's settings: OpenAPI 3.0 (what the bundled Swagger UI renders), docs paths."""
+def configure(app: Flask, keys_required: bool = True) -> None:
+    """flask-smorest's settings: OpenAPI 3.0 (what the bundled Swagger UI renders), docs paths.
+
+    The document describes this instance: with analytics keys configured a
+    bearer key is required; without, the API is open and `security` says a
+    key is optional (the empty requirement `{}`), so that a client or a
+    fuzzer reading the document expects what the service does.
+    """
+    security = [{BEARER_SCHEME: []}] if keys_required else [{BEARER_SCHEME: []}, {}]
     app.config.update(
         API_TITLE="ai-usage analytics API",
         API_VERSION="v1",
@@ -45,7 +52,7 @@ def configure(app: Flask) -> None:
         OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None, "tryItOutEnabled": False},
         API_SPEC_OPTIONS={
             "info": {"description": DESCRIPTION},
-            "security": [{BEARER_SCHEME: []}],
+            "security": security,
         },
     )
 

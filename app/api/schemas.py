@@ -20,6 +20,7 @@ from clickhouse.analytics import AUDIT_STATUSES, AuditFilter, Granularity, Perio
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK_NS = 7 * 24 * 3_600 * 10**9
 MAX_TAKE = 1000
+MAX_SKIP = 2**63 - 1
 
 GRANULARITIES: dict[str, Granularity] = {
     "hourly": Granularity.HOUR,
@@ -269,7 +270,10 @@ class AuditLogQuerySchema(CamelSchema):
         data_key="toDate", metadata={"format": "date-time", "description": "Latest start time, inclusive."}
     )
     search_text = _filter("Case-insensitive text in the model id or the error message.")
-    skip = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={"description": "Entries to skip."})
+    # Bound to a UInt64 parameter: larger values wrapped around to the first page.
+    skip = fields.Integer(
+        load_default=0, validate=validate.Range(min=0, max=MAX_SKIP), metadata={"description": "Entries to skip."}
+    )
     take = fields.Integer(
         load_default=100,
         validate=validate.Range(min=0, max=MAX_TAKE),

@@ -315,10 +315,15 @@ def test_openapi_describes_every_route_parameter_response_and_error(open_service
     assert spec["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http", "scheme": "bearer", "description": "A key from AI_USAGE_API_KEYS.",
     }
-    assert spec["security"] == [{"bearerAuth": []}]
+    # No keys configured: the document says a key may be sent and none is needed.
+    assert spec["security"] == [{"bearerAuth": []}, {}]
     breakdown = spec["components"]["schemas"]["BreakdownItem"]["properties"]
     assert set(breakdown) == {"dimension", "dimensionName", "requestCount", "totalTokens", "percentage"}
     assert breakdown["dimensionName"]["nullable"] is True
+
+
+def test_openapi_requires_a_key_when_keys_are_configured(keyed):
+    assert get(keyed, "/openapi.json").json()["security"] == [{"bearerAuth": []}]
 
 
 def test_swagger_ui_is_served_by_the_service(open_service):
