@@ -321,9 +321,11 @@ def _json_attributes(items: Any) -> tuple[dict[str, dict], list[dict]]:
     for kv in _opt_list(items):
         if not isinstance(kv, dict) or not isinstance(kv.get("key"), str):
             raise TypeError("an attribute must be an object with a string key")
-        value = _json_value(kv.get("value"), nested=False)
+        raw = kv.get("value")
+        value = _json_value(raw, nested=False)
         by_key[kv["key"]] = value
-        normalised.append({"key": kv["key"], "value": value})
+        # An attribute already in the parsed shape is passed on as it is.
+        normalised.append(kv if value is raw and len(kv) == 2 else {"key": kv["key"], "value": value})
     return by_key, normalised
 
 
@@ -333,6 +335,9 @@ def _json_value(value: Any, nested: bool) -> dict:
         return {}
     if not isinstance(value, dict):
         raise TypeError("an attribute value must be an object")
+    # Most values are one string: already in the shape ClickHouse parses.
+    if len(value) == 1 and type(value.get("stringValue")) is str:
+        return value
     for key, member in value.items():
         kind = _SNAKE.get(key, key)
         if kind == "stringValue":
