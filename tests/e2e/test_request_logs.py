@@ -15,7 +15,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from app.logs import configure_logging
 from tests.e2e.test_ingest_reliability import _encode, chat_spans
-from tests.e2e.test_otlp_protocol import PROTO
 from tests.support.grpc_client import trace_stub
 from tests.support.service import free_port
 

@@ -11,14 +11,13 @@ for memory bounds measured on a process of its own.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support import spans
-from tests.support.service import InProcessService, ServiceProcess, free_port, service_settings
+from tests.support.service import InProcessService, ServiceProcess, free_port
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 SEED_START = 1_741_564_800_000_000_000  # 2025-03-10T00:00:00Z
@@ -31,16 +30,9 @@ SERVED_MAX_BODY = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def hostile_services(chdb_dir):
-    """Start in-process services that live until the module's last test."""
-    with ExitStack() as running:
-
-        def start(role: str = "all", **overrides) -> InProcessService:
-            service = InProcessService(service_settings(chdb_dir, **overrides), role=role)
-            running.callback(service.close)
-            return service
-
-        yield start
+def hostile_services(module_services):
+    """In-process services that live until the module's last test."""
+    return module_services
 
 
 def seed(service: InProcessService, headers: dict | None = None) -> list[tuple[str, str]]:

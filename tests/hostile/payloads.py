@@ -30,7 +30,7 @@ from google.protobuf.internal.encoder import _VarintBytes as varint
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.support.spans import any_value
+from tests.support.spans import any_value, export_message
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -108,15 +108,7 @@ def proto_span(attributes: dict, *, trace: str, span: str, parent: str = "", nam
 
 
 def proto_export(*spans: Span, resource: dict | None = None, scope: str = "hostile") -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    for key, value in (resource or {"service.name": "hostile"}).items():
-        resource_spans.resource.attributes.add(key=key).value.CopyFrom(any_value(value))
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = scope
-    scope_spans.scope.version = "1.0"
-    scope_spans.spans.extend(spans)
-    return request
+    return export_message(*spans, resource=resource, scope=scope, service="hostile")
 
 
 def template(ids: Ids, i: int) -> tuple[ExportTraceServiceRequest, list[tuple[str, str]]]:

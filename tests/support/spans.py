@@ -76,16 +76,23 @@ def span(
 
 
 def request(*spans: Span, resource: dict | None = None, scope: str = "tests") -> bytes:
+    """One export request holding `spans` under one resource and scope, serialised."""
+    return export_message(*spans, resource=resource, scope=scope).SerializeToString()
+
+
+def export_message(
+    *spans: Span, resource: dict | None = None, scope: str = "tests", service: str = "svc"
+) -> ExportTraceServiceRequest:
     """One export request holding `spans` under one resource and scope."""
     message = ExportTraceServiceRequest()
     resource_spans = message.resource_spans.add()
-    for key, value in (resource or {"service.name": "svc"}).items():
+    for key, value in (resource or {"service.name": service}).items():
         resource_spans.resource.attributes.add(key=key).value.CopyFrom(any_value(value))
     scope_spans = resource_spans.scope_spans.add()
     scope_spans.scope.name = scope
     scope_spans.scope.version = "1.0"
     scope_spans.spans.extend(spans)
-    return message.SerializeToString()
+    return message
 
 
 def hex_id(raw: bytes) -> str:
