@@ -69,7 +69,6 @@ class IngestService:
         # commit took several times longer; waiting here costs nothing, since
         # an export waits for the writer anyway.
         self._mapping_slot = threading.Lock()
-        self.stats = {"spans_received": 0, "operations_accepted": 0, "spans_rejected": 0}
 
     def start(self) -> None:
         self.batcher.start()
@@ -84,12 +83,9 @@ class IngestService:
         """
         with self._mapping_slot:
             mapped, rejections = self.map(spans)
-        self.stats["spans_received"] += len(spans)
-        self.stats["spans_rejected"] += len(rejections)
         if mapped.candidates or any(fact.context or self.resolver.knows(fact.trace_id) for fact in mapped.facts):
             ticket = self.batcher.offer(mapped, max(len(mapped.candidates), 1))
             ticket.wait(self.config.export_timeout_seconds)
-        self.stats["operations_accepted"] += len(mapped.candidates)
         return ExportResult(len(mapped.candidates), len(rejections), _rejection_message(rejections))
 
     def map(self, spans: list[SpanRecord]) -> tuple[MappedExport, list[str]]:
