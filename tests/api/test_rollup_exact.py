@@ -26,6 +26,12 @@ PROVIDERS = ["openai", "anthropic", "azure.ai.openai", ""]
 MODELS = [("gpt-4o", ""), ("gpt-4o", "gpt-4o-2024-08-06"), ("", "claude-3-haiku"), ("", ""), ("mistral", "")]
 PROFILES = [("p-1", "writer"), ("p-1", "writer-v2"), ("p-2", ""), ("", ""), ("p-3", "seo")]
 USERS = [("u-1", "Ada"), ("u-1", "Ada L."), ("u-2", ""), ("", ""), ("u-3", "Bob")]
+# One name per key: the named breakdowns' single-pass query decides every key.
+ONE_NAME = {
+    "profiles": [("p-1", "writer"), ("p-2", ""), ("", ""), ("p-3", "seo")],
+    "users": [("u-1", "Ada"), ("u-2", ""), ("", ""), ("u-3", "Bob")],
+}
+SEVERAL_NAMES = {"profiles": PROFILES, "users": USERS}
 
 RAW = """
 SELECT toUnixTimestamp64Nano(timestamp) AS ts, duration_ns, provider, request_model, response_model,
@@ -44,10 +50,10 @@ def random_time(rng: random.Random) -> int:
     return rng.choice([hour, hour - 1, hour + 1, hour + rng.randrange(HOUR_NS)])
 
 
-def random_operation(rng: random.Random, number: int) -> Operation:
+def random_operation(rng: random.Random, number: int, names: dict = SEVERAL_NAMES) -> Operation:
     request_model, response_model = rng.choice(MODELS)
-    profile_id, profile_alias = rng.choice(PROFILES)
-    user_id, user_name = rng.choice(USERS)
+    profile_id, profile_alias = rng.choice(names["profiles"])
+    user_id, user_name = rng.choice(names["users"])
     input_tokens, output_tokens = rng.randrange(5000), rng.randrange(2000)
     return operation(
         random_time(rng), number, provider=rng.choice(PROVIDERS), request_model=request_model, response_model=response_model,
@@ -57,15 +63,15 @@ def random_operation(rng: random.Random, number: int) -> Operation:
     )
 
 
-def corrections(rng: random.Random, live: dict[str, Operation], count: int) -> list[Operation]:
+def corrections(rng: random.Random, live: dict[str, Operation], count: int, names: dict = SEVERAL_NAMES) -> list[Operation]:
     """As the ingester corrects: cancel the stored state, then (usually) the next version with new context."""
     rows = []
     for key in rng.sample(sorted(live), count):
         state = live.pop(key)
         rows.append(state._replace(sign=-1))
         if rng.random() < 0.8:  # else it turned out to wrap another call: no new state
-            profile_id, profile_alias = rng.choice(PROFILES)
-            user_id, user_name = rng.choice(USERS)
+            profile_id, profile_alias = rng.choice(names["profiles"])
+            user_id, user_name = rng.choice(names["users"])
             live[key] = state._replace(version=state.version + 1, profile_id=profile_id, profile_alias=profile_alias, user_id=user_id, user_name=user_name)
             rows.append(live[key])
     return rows
@@ -107,20 +113,21 @@ def check_against_raw(service, rng: random.Random, rounds: int) -> None:
             assert items == ref.breakdown(sent, start, end, dimension), f"{context} {dimension}"
 
 
+@pytest.mark.parametrize("names", [SEVERAL_NAMES, ONE_NAME], ids=["several-names", "one-name"])
 @pytest.mark.parametrize("seed", [1, 2])
-def test_rollup_and_edges_equal_raw_rows(make_service, seed):
+def test_rollup_and_edges_equal_raw_rows(make_service, seed, names):
     rng = random.Random(seed)
     service = make_service(role="api")
     live: dict[str, Operation] = {}
     for part in range(3):  # several inserts: unmerged parts in both tables
-        batch = [random_operation(rng, part * 1000 + n) for n in range(300)]
+        batch = [random_operation(rng, part * 1000 + n, names) for n in range(300)]
         insert_rows(service.database, batch)
         live.update({op.span_id: op for op in batch})
     check_against_raw(service, rng, rounds=12)
 
     # New operations and corrections arrive: exact at once, before any merge.
-    insert_rows(service.database, [random_operation(rng, 5000 + n) for n in range(100)] + corrections(rng, live, 150))
-    insert_rows(service.database, corrections(rng, live, 60))
+    insert_rows(service.database, [random_operation(rng, 5000 + n, names) for n in range(100)] + corrections(rng, live, 150, names))
+    insert_rows(service.database, corrections(rng, live, 60, names))
     check_against_raw(service, rng, rounds=12)
 
     # And after ClickHouse merged (collapsed and summed) everything.
