@@ -67,12 +67,13 @@ def _render(v: str) -> str:
 
 
 # The attributes arrive as two parallel arrays built once per row: `ks`, the
-# keys, and `vs`, the values rendered as text. Each field reads them through
-# lambdas that use only their own arguments and constant arrays: a lambda
-# that captures a per-row column (a map, say) makes ClickHouse copy that
-# column once per array element, which cost microseconds per row and field.
-# The expressions do not grow with the number of aliases either, so planning
-# (paid on every insert) stays cheap.
+# keys, and `vs`, the values rendered as text. A field reads one key's value
+# as `vs[indexOf(ks, key)]` ('' when absent: index 0 is the default), one
+# plain function per alias. An earlier form that ran lambdas over every
+# attribute for every alias list (arrayMap, arrayFilter, arraySort) cost
+# several times more per row; these expressions grow with the alias lists
+# instead, which costs a little planning once per insert. A key sent twice
+# is read at its first occurrence.
 
 
 def _value(key: str) -> str:
@@ -80,34 +81,26 @@ def _value(key: str) -> str:
     return f"vs[indexOf(ks, {_quote(key)})]"
 
 
-def _candidates(keys) -> str:
-    """(alias rank, position, value) of every attribute named in `keys`: the
-    first alias first, and for a key sent twice its first occurrence."""
-    return (
-        f"arraySort(arrayFilter(p -> p.1 > 0, "
-        f"arrayMap((k, v, i) -> (indexOf({_array(keys)}, k), i, v), ks, vs, arrayEnumerate(ks))))"
-    )
-
-
 def _first_text(keys) -> str:
     """The first non-empty value among `keys`, else ''."""
-    return f"arrayFirst(v -> v != '', arrayMap(p -> p.3, {_candidates(keys)}))"
+    return "coalesce(" + ", ".join(f"nullIf({_value(key)}, '')" for key in keys) + ", '')"
+
+
+def _count(value: str) -> str:
+    """A usable count (a non-negative whole number below 1e18), else NULL."""
+    number = f"toFloat64OrNull({value})"
+    return f"if({number} >= 0 AND {number} < 1e18 AND {number} = floor({number}), toUInt64({number}), NULL)"
 
 
 def _first_count(keys) -> str:
     """The first usable count among `keys`: NULL when none is a non-negative whole number."""
-    return (
-        "arrayFirst(n -> n IS NOT NULL, arrayMap(f -> if(f >= 0 AND f < 1e18 AND f = floor(f), toUInt64(f), NULL), "
-        f"arrayMap(p -> toFloat64OrNull(p.3), {_candidates(keys)})))"
-    )
+    return "coalesce(" + ", ".join(_count(_value(key)) for key in keys) + ")"
 
 
 def _first_flag(keys, otherwise: str = "false") -> str:
     """The first key present decides: true, 1 or yes (any case) is true."""
-    return (
-        f"if(notEmpty({_candidates(keys)} AS flag_candidates), "
-        f"lower(flag_candidates[1].3) IN ('true', '1', 'yes'), {otherwise})"
-    )
+    decisions = ", ".join(f"has(ks, {_quote(key)}), lower({_value(key)}) IN ('true', '1', 'yes')" for key in keys)
+    return f"multiIf({decisions}, {otherwise})"
 
 
 # Keys whose values have a column of their own; the attributes map leaves them out.

@@ -1,8 +1,8 @@
 """Rows for `incoming_spans`, encoded as clickhouse/incoming_span.proto describes.
 
 A protobuf row is written by hand around bytes the ingester already has: the
-exported Resource, InstrumentationScope and Span, exactly as received, and a
-small `Decision`. ClickHouse's Protobuf format reads a stream of such rows,
+exported InstrumentationScope and Span exactly as received, the resource's
+`service.name` attribute (`ingest.codec.Resource`), and a small `Decision`. ClickHouse's Protobuf format reads a stream of such rows,
 each prefixed with its length. A span from an OTLP/JSON export becomes a
 JSONEachRow line of the same shape.
 """

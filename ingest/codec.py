@@ -18,14 +18,17 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.resource.v1 import resource_pb2
 
 from ingest import wire
+from ingest.conventions import SERVICE_NAME
 from ingest.errors import MalformedRequest, UnsupportedMediaType
 
 PROTOBUF = "application/x-protobuf"
@@ -47,6 +50,10 @@ _SNAKE = {
 
 
 class Resource:
+    """A span's resource: its attributes for Python, and for ClickHouse only the
+    `service.name` attribute (the one it maps), so the resource's other
+    attributes are not sent and parsed again with every span."""
+
     __slots__ = ("attributes", "payload")
 
     def __init__(self, attributes: Attributes, payload: bytes | dict):
@@ -220,7 +227,7 @@ def decode_protobuf(body: bytes) -> list[SpanRecord]:
         request = raw_request.FromString(body)
         for resource_spans in request.resource_spans:
             raw_resource = resource_spans.resource
-            resource = Resource(ProtoAttributes(resource_view.FromString(raw_resource).attributes), raw_resource)
+            resource = Resource(ProtoAttributes(resource_view.FromString(raw_resource).attributes), _service_only(raw_resource))
             for scope_spans in resource_spans.scope_spans:
                 raw_scope = scope_spans.scope
                 view = scope_view.FromString(raw_scope)
@@ -248,6 +255,17 @@ def decode_protobuf(body: bytes) -> list[SpanRecord]:
     return records
 
 
+@lru_cache(maxsize=256)
+def _service_only(raw_resource: bytes) -> bytes:
+    """The resource reduced to its first `service.name` attribute, exactly as sent.
+
+    Cached: an application's exports repeat the same resource bytes."""
+    for attribute in resource_pb2.Resource.FromString(raw_resource).attributes:
+        if attribute.key == SERVICE_NAME:
+            return resource_pb2.Resource(attributes=[attribute]).SerializeToString()
+    return b""
+
+
 # --- JSON -------------------------------------------------------------------
 
 
@@ -266,7 +284,8 @@ def decode_json(body: bytes) -> list[SpanRecord]:
             attributes, normalised = _json_attributes(_object(resource_spans, "resource").get("attributes"))
         except (TypeError, ValueError) as error:
             raise MalformedRequest(f"{where}.resource: {error}") from None
-        resource = Resource(JsonAttributes(attributes), {"attributes": normalised})
+        service = next((kv for kv in normalised if kv["key"] == SERVICE_NAME), None)
+        resource = Resource(JsonAttributes(attributes), {"attributes": [service] if service else []})
         for j, scope_spans in enumerate(_list(resource_spans, "scopeSpans", "scope_spans", where)):
             scope_where = f"{where}.scopeSpans[{j}]"
             try:

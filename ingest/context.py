@@ -47,18 +47,17 @@ class SpanFact(NamedTuple):
     context: Mapping[str, str] | None
 
 
-@dataclass(slots=True)
 class Candidate:
     """A newly exported model call, with the context sources it carries."""
 
-    call: ModelCall
-    own_context: Mapping[str, str]
-    resource_context: Mapping[str, str]
+    __slots__ = ("call", "own_context", "resource_context", "key")
 
-    @property
-    def key(self) -> tuple[str, str]:
-        record = self.call.record
-        return (record.trace_id, record.span_id)
+    def __init__(self, call: ModelCall, own_context: Mapping[str, str], resource_context: Mapping[str, str]):
+        self.call = call
+        self.own_context = own_context
+        self.resource_context = resource_context
+        # (trace id, span id): read several times per commit, so built once.
+        self.key: tuple[str, str] = (call.record.trace_id, call.record.span_id)
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ingest.batcher import Batcher
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
-from ingest.context import Candidate, ContextResolver, SpanFact
+from ingest.context import Candidate, ContextResolver, Plan, SpanFact
 from ingest.mapping import Mapper, SpanRejected, resolve_context
 from ingest.observe import NO_OBSERVER, IngestObserver
 from ingest.store import Change, StagedCall, Store
@@ -62,12 +62,13 @@ class IngestService:
             observer=observer,
         )
         self._no_context = config.context_keys.empty_context
-        # One request thread maps at a time. Mapping is pure Python and holds
+        # One thread at a time maps or decides. Both are pure Python and hold
         # the interpreter lock; the writer thread's group commit, the serial
         # step every export waits for, needs the lock too. With every request
         # thread mapping at once, the writer got a small share of it and each
         # commit took several times longer; waiting here costs nothing, since
-        # an export waits for the writer anyway.
+        # an export waits for the writer anyway. The writer holds the slot
+        # only while it decides (see `_commit`).
         self._mapping_slot = threading.Lock()
 
     def start(self) -> None:
@@ -115,6 +116,24 @@ class IngestService:
     # --- writer thread ----------------------------------------------------
 
     def _commit(self, exports: list[MappedExport]) -> None:
+        # The writer takes the mapping slot while it decides (pure Python, on
+        # the serial path every export waits for) and leaves it to the request
+        # threads while ClickHouse writes, which runs without the interpreter lock.
+        with self._mapping_slot:
+            plan, direct = self._decide(exports)
+        self.store.stage([staged for staged, _ in direct] + plan.stage)
+        self.store.correct(
+            [
+                Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
+                for key, desired in plan.changes.items()
+            ]
+        )
+        self.resolver.apply(plan)
+        for staged, candidate in direct:
+            self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
+
+    def _decide(self, exports: list[MappedExport]) -> tuple[Plan, list[tuple[StagedCall, Candidate]]]:
+        """What one group commit writes: the resolver's plan, and the root calls stored as they are."""
         candidates: list[Candidate] = []
         seen: set[tuple[str, str]] = set()
         facts: list[SpanFact] = []
@@ -154,18 +173,7 @@ class IngestService:
         trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
         adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
         adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
-        plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
-
-        self.store.stage([staged for staged, _ in direct] + plan.stage)
-        self.store.correct(
-            [
-                Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
-                for key, desired in plan.changes.items()
-            ]
-        )
-        self.resolver.apply(plan)
-        for staged, candidate in direct:
-            self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
+        return self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces), direct
 
 
 def _rejection_message(rejections: list[str]) -> str:

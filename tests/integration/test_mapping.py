@@ -14,7 +14,7 @@ import pytest
 from ingest.codec import decode_protobuf
 from ingest.config import ContextKeys, IngestConfig
 from ingest.mapping import Mapper, SpanRejected
-from tests.support.spans import new_trace, request, span
+from tests.support.spans import export_message, new_trace, request, span
 
 
 def mapped(pipeline, attributes, resource=None, **kwargs) -> dict:
@@ -230,6 +230,28 @@ def test_service_scope_name_and_times(pipeline):
     row = mapped(pipeline, {"gen_ai.operation.name": "chat"}, resource={"service.name": "shop"}, name="chat gpt-4o", duration=1_234_567)
     assert (row["service_name"], row["scope_name"], row["scope_version"], row["span_name"]) == ("shop", "tests", "1.0", "chat gpt-4o")
     assert row["duration_ns"] == 1_234_567
+
+
+@pytest.mark.parametrize(
+    ("resource", "service"),
+    [
+        ({"host.name": "web-01", "os.type": "linux", "service.name": "shop"}, "shop"),  # not the first attribute
+        ({"host.name": "web-01"}, ""),
+        ({"service.name": 42}, ""),  # only a string names the service
+        ({}, ""),
+    ],
+)
+def test_service_name_is_the_resource_attribute_alone(pipeline, resource, service):
+    row = mapped(pipeline, {"gen_ai.operation.name": "chat"}, resource=resource or {"": ""})
+    assert row["service_name"] == service
+
+
+def test_service_name_sent_twice_is_read_at_its_first_occurrence(pipeline):
+    trace = new_trace()
+    message = export_message(span({"gen_ai.operation.name": "chat"}, trace=trace), resource={"service.name": "first"})
+    message.resource_spans[0].resource.attributes.add(key="service.name").value.string_value = "second"
+    pipeline.send(message.SerializeToString())
+    assert pipeline.only(trace)["service_name"] == "first"
 
 
 def test_context_from_own_span_and_resource(pipeline):
