@@ -114,16 +114,6 @@ class SeriesPoint:
     failure_count: int
 
 
-class BreakdownItem(NamedTuple):
-    """A tuple, not a frozen dataclass: a breakdown builds thousands, in half the time."""
-
-    dimension: str
-    dimension_name: str | None
-    request_count: int
-    total_tokens: int
-    percentage: float
-
-
 # The summed values: each rollup column, and its value on one raw
 # `operations` row (sign-weighted, so cancelled states drop out). A query
 # names the ones it sums, and only those columns are read.
@@ -194,8 +184,7 @@ SELECT
     request_count * 100 / sum(request_count) OVER () AS percentage
 FROM ({slices})
 GROUP BY key
-HAVING request_count > 0
-ORDER BY request_count DESC, dimension ASC"""
+HAVING request_count > 0"""
 
 # The display name of a key: the name of the latest day in which the key has
 # a positive count with that name (ties: the greatest name), for daily,
@@ -211,8 +200,8 @@ ORDER BY request_count DESC, dimension ASC"""
 # sums per (key, day, name) first. The empty key is shown as the unknown
 # label without a name, so it is never flagged.
 # The flag is computed inside the aggregation: computed in the outer SELECT
-# next to its ORDER BY, chdb 4.x's plan optimiser loops until it gives up
-# (TOO_MANY_QUERY_PLAN_OPTIMIZATIONS).
+# (with an ORDER BY after it), chdb 4.x's plan optimiser loops until it gives
+# up (TOO_MANY_QUERY_PLAN_OPTIMIZATIONS).
 _BREAKDOWN_ONE_NAME = """
 SELECT
     if(key = '', {{unknown:String}}, key) AS dimension,
@@ -228,8 +217,7 @@ FROM (
     FROM ({slices})
     GROUP BY key
     HAVING request_count > 0
-)
-ORDER BY request_count DESC, dimension ASC"""
+)"""
 
 # The exact rule for every key. Day and name are compared as one string, the
 # day as 8 hex digits first, so that max() orders by (day, name) on the fast
@@ -257,8 +245,7 @@ FROM (
     )
     GROUP BY key
     HAVING request_count > 0
-)
-ORDER BY request_count DESC, dimension ASC"""
+)"""
 
 
 def slices(grouping: Grouping, period: Period, values: Sequence[str], days: bool = True) -> tuple[str, dict[str, Any]]:
@@ -326,19 +313,46 @@ def time_series(database: Database, period: Period, granularity: Granularity) ->
     ]
 
 
-def breakdown(database: Database, grouping: Grouping, period: Period) -> list[BreakdownItem]:
+def breakdown(database: Database, grouping: Grouping, period: Period) -> bytes:
+    """The breakdown as its response body: a JSON array of `BreakdownItemSchema` objects.
+
+    ClickHouse writes the JSON itself: a breakdown by user holds thousands of
+    items, and turning them into Python objects and back cost more than the
+    query (tests/integration/test_breakdown_names.py holds it to the schema).
+    """
     sql, parameters = slices(grouping, period, BREAKDOWN_VALUES)
     parameters["unknown"] = grouping.unknown_label
     if not grouping.has_name:
-        rows = _query(database, _BREAKDOWN_UNNAMED.format(slices=sql), parameters)
-    else:
-        rows = _query(database, _BREAKDOWN_ONE_NAME.format(slices=sql), parameters)
-        if any(row[5] for row in rows):
-            rows = _query(database, _BREAKDOWN_NAMED.format(slices=sql), parameters)
-    return [
-        BreakdownItem(dimension, name or None, int(requests), int(tokens), float(percentage))
-        for dimension, name, requests, tokens, percentage, *_ in rows
-    ]
+        return _breakdown_body(database, _BREAKDOWN_UNNAMED.format(slices=sql), "0", parameters)[0]
+    body, undecided = _breakdown_body(database, _BREAKDOWN_ONE_NAME.format(slices=sql), "countIf(undecided)", parameters)
+    if undecided:
+        body, _ = _breakdown_body(database, _BREAKDOWN_NAMED.format(slices=sql), "0", parameters)
+    return body
+
+
+# The items as BreakdownItemSchema dumps them: camelCase keys in alphabetical
+# order, an empty name as null, sorted by request count (descending), then key.
+_BREAKDOWN_JSON = """
+SELECT
+    toJSONString(arraySort(item -> (-item.requestCount, item.dimension), groupArray(CAST(
+        (dimension, nullIf(dimension_name, ''), percentage, request_count, tokens),
+        'Tuple(dimension String, dimensionName Nullable(String), percentage Float64, requestCount Int64, totalTokens Int64)'
+    )))),
+    {undecided}
+FROM ({items})"""
+
+# Numbers as JSON numbers, "/" unescaped, and never invalid UTF-8 in the body.
+_JSON_SETTINGS = {
+    "output_format_json_quote_64bit_integers": 0,
+    "output_format_json_escape_forward_slashes": 0,
+    "output_format_json_validate_utf8": 1,
+}
+
+
+def _breakdown_body(database: Database, items_sql: str, undecided: str, parameters: dict[str, Any]) -> tuple[bytes, int]:
+    sql = _BREAKDOWN_JSON.format(items=items_sql, undecided=undecided)
+    body, flagged = database.client().query(sql, parameters=parameters, settings=_JSON_SETTINGS).result_rows[0]
+    return body.encode("utf-8") if isinstance(body, str) else body, int(flagged)
 
 
 # --- Audit log: live states of single operations ------------------------------------

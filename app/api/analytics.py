@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flask import Response
 from marshmallow import Schema
 
 from app.api.dimensions import DIMENSIONS, Dimension
 from app.api.problems import API_BASE, ApiBlueprint
 from app.api.schemas import BreakdownItemSchema, SummarySchema, TimeSeriesPointSchema, UsageQuery, UsageQuerySchema
 from clickhouse import analytics
-from clickhouse.analytics import BreakdownItem, SeriesPoint, Summary
+from clickhouse.analytics import SeriesPoint, Summary
 from clickhouse.client import Database
 
 TAG = "Analytics"
@@ -68,9 +69,11 @@ def create_blueprint(database: Database) -> ApiBlueprint:
     return blp
 
 
-def breakdown_handler(database: Database, dimension: Dimension) -> Callable[[UsageQuery], list[BreakdownItem]]:
-    def usage_breakdown(query: UsageQuery) -> list[BreakdownItem]:
-        return analytics.breakdown(database, dimension, query.period)
+def breakdown_handler(database: Database, dimension: Dimension) -> Callable[[UsageQuery], Response]:
+    def usage_breakdown(query: UsageQuery) -> Response:
+        # The body comes from ClickHouse as JSON already (see analytics.breakdown);
+        # BreakdownItemSchema documents it.
+        return Response(analytics.breakdown(database, dimension, query.period), mimetype="application/json")
 
     return usage_breakdown
 

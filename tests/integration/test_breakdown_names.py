@@ -1,16 +1,21 @@
-"""The named breakdowns' two queries: the single pass decides a key only when its answer is the exact one.
+"""The breakdowns' queries and the JSON body ClickHouse writes for them.
 
 `tests/api/test_rollup_exact.py` holds `breakdown()` (whichever query it runs)
-to the raw rows; this pins which query decides. The single pass
-(`_BREAKDOWN_ONE_NAME`) must flag every key whose name it cannot be sure of,
-and for every key it does not flag its row must equal the exact query's.
+to the raw rows; this pins which query decides, and the body's form. The single
+pass (`_BREAKDOWN_ONE_NAME`) must flag every key whose name it cannot be sure
+of, and for every key it does not flag its row must equal the exact query's.
+The body must be what BreakdownItemSchema dumps from the same rows.
 """
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 
 from app.api.dimensions import DIMENSIONS
+from app.api.schemas import BreakdownItemSchema
 from clickhouse import analytics
 from clickhouse.analytics import Period
 from tests.api.reference import HOUR_NS, ns
@@ -44,6 +49,12 @@ def undecided(rows: dict[str, tuple]) -> set[str]:
     return {key for key, row in rows.items() if row[5]}
 
 
+def items(database, period: Period, dimension=USERS) -> list[tuple]:
+    """(dimension, name, requests) of each item of the response body."""
+    body = json.loads(analytics.breakdown(database, dimension, period))
+    return [(item["dimension"], item["dimensionName"], item["requestCount"]) for item in body]
+
+
 @pytest.mark.parametrize("period", [WHOLE_DAY, TWO_DAYS], ids=["edges-and-hours", "days"])
 def test_one_name_per_key_is_decided_by_the_single_pass(fresh, period):
     insert_rows(fresh, [
@@ -69,8 +80,7 @@ def test_two_names_of_one_key_are_left_to_the_exact_query(fresh):
     assert one["u-2"][:5] == exact["u-2"]
     # The latest day's name, which a single max() over names would not give.
     assert exact["u-1"][1] == "Ada L."
-    result = analytics.breakdown(fresh, USERS, TWO_DAYS)
-    assert [(item.dimension, item.dimension_name) for item in result] == [("u-1", "Ada L."), ("u-2", "Bob")]
+    assert items(fresh, TWO_DAYS) == [("u-1", "Ada L.", 2), ("u-2", "Bob", 1)]
 
 
 def test_cancel_rows_leave_a_key_to_the_exact_query_only_when_they_hide_a_name(fresh):
@@ -92,8 +102,34 @@ def test_cancel_rows_leave_a_key_to_the_exact_query_only_when_they_hide_a_name(f
     # A cancel row with the key's one name cannot hide it: decided, and exact.
     assert one["u-3"][:5] == exact["u-3"]
     assert "Anonymous" not in one and "Anonymous" not in exact
-    assert [(item.dimension, item.dimension_name, item.request_count) for item in analytics.breakdown(fresh, USERS, TWO_DAYS)] == [
-        ("u-1", "Ada", 1),
-        ("u-2", "Bob", 1),
-        ("u-3", "Cy", 1),
-    ]
+    assert items(fresh, TWO_DAYS) == [("u-1", "Ada", 1), ("u-2", "Bob", 1), ("u-3", "Cy", 1)]
+
+
+NAMES = ["plain", "", 'quote " and \\ backslash', "a/b", "tab\tnew\nline\x01", "ünïcødé 😀", "<script>"]
+
+
+@pytest.mark.parametrize("dimension", DIMENSIONS, ids=[d.rollup for d in DIMENSIONS])
+def test_the_body_is_what_the_schema_dumps(fresh, dimension):
+    rows = []
+    for number, name in enumerate(NAMES):
+        fields = {"provider": name, "request_model": name, "profile_id": name and f"p-{name}", "profile_alias": name,
+                  "user_id": name and f"u-{name}", "user_name": name, "total_tokens": 10**12 + number}
+        rows += [operation(T0 + number * HOUR_NS + 7, number * 10 + copy, **fields) for copy in range(number % 3 + 1)]
+    insert_rows(fresh, rows)
+    body = analytics.breakdown(fresh, dimension, WHOLE_DAY)
+
+    # The same items through the exact query's rows and marshmallow.
+    sql, parameters = analytics.slices(dimension, WHOLE_DAY, analytics.BREAKDOWN_VALUES)
+    parameters["unknown"] = dimension.unknown_label
+    template = analytics._BREAKDOWN_NAMED if dimension.has_name else analytics._BREAKDOWN_UNNAMED
+    exact = fresh.client().query(template.format(slices=sql), parameters=parameters).result_rows
+    exact.sort(key=lambda row: (-row[2], row[0].encode()))
+    expected = BreakdownItemSchema(many=True).dump(
+        [SimpleNamespace(dimension=d, dimension_name=n or None, request_count=r, total_tokens=t, percentage=p) for d, n, r, t, p, *_ in exact]
+    )
+    assert json.loads(body) == expected
+    assert len(expected) == len(NAMES)
+    # Keys in the order Flask writes every other response (sorted), numbers unquoted.
+    first = json.loads(body, object_pairs_hook=list)[0]
+    assert [key for key, _ in first] == sorted(key for key, _ in first)
+    assert b'"totalTokens":1000000000' in body
