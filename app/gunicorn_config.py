@@ -65,10 +65,28 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """gunicorn's own error answers (414, 431, 400...) as problem JSON instead of HTML."""
+    """gunicorn's own error answers (414, 431, 400...) as problem JSON instead of HTML;
+    a garbage collector tuned for a service that allocates millions of objects a second."""
     from app import gunicorn_errors
 
     gunicorn_errors.install()
+    tune_garbage_collector()
+
+
+# Python's default collects the youngest objects every 700 allocations and
+# everything every 70,000 or so: with the ingest pipeline allocating several
+# objects per span and the context resolver holding the last two minutes of
+# traces, the full collections (walking every remembered object) stalled the
+# writer for a tenth of a second at a time. Measured with `python -m bench`
+# on 2 cores: about +25 % protobuf spans stored per second.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collector() -> None:
+    import gc
+
+    gc.freeze()  # what start-up built (modules, the app, the engine) is never garbage
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def worker_exit(server, worker) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ingest.batcher import Batcher
@@ -68,8 +70,8 @@ class IngestService:
         # thread mapping at once, the writer got a small share of it and each
         # commit took several times longer; waiting here costs nothing, since
         # an export waits for the writer anyway. The writer holds the slot
-        # only while it decides (see `_commit`).
-        self._mapping_slot = threading.Lock()
+        # only while it decides (see `_commit`), and goes first.
+        self._python_slot = WriterFirstSlot()
 
     def start(self) -> None:
         self.batcher.start()
@@ -82,7 +84,7 @@ class IngestService:
 
         Raises a RetryableError (503) when they could not be stored now.
         """
-        with self._mapping_slot:
+        with self._python_slot.mapper():
             mapped, rejections = self.map(spans)
         if mapped.candidates or any(fact.context or self.resolver.knows(fact.trace_id) for fact in mapped.facts):
             ticket = self.batcher.offer(mapped, max(len(mapped.candidates), 1))
@@ -116,10 +118,10 @@ class IngestService:
     # --- writer thread ----------------------------------------------------
 
     def _commit(self, exports: list[MappedExport]) -> None:
-        # The writer takes the mapping slot while it decides (pure Python, on
-        # the serial path every export waits for) and leaves it to the request
+        # The writer takes the slot while it decides (pure Python, on the
+        # serial path every export waits for) and leaves it to the request
         # threads while ClickHouse writes, which runs without the interpreter lock.
-        with self._mapping_slot:
+        with self._python_slot.writer():
             plan, direct = self._decide(exports)
         self.store.stage([staged for staged, _ in direct] + plan.stage)
         self.store.correct(
@@ -174,6 +176,35 @@ class IngestService:
         adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
         adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
         return self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces), direct
+
+
+class WriterFirstSlot:
+    """A lock for the request threads' mapping and the writer's deciding, the writer first.
+
+    With a plain lock the request threads, each mapping one export (tens of
+    ms), took it in turn while the writer waited: 0.1-0.3 s of every group
+    commit of about 1 s, measured under the benchmark's load. Here a request
+    thread passes a gate before it takes the slot, and the writer holds the
+    gate while it waits and decides, so it waits for one mapping at most.
+    """
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._slot = threading.Lock()
+
+    @contextmanager
+    def mapper(self) -> Iterator[None]:
+        with self._gate:
+            self._slot.acquire()
+        try:
+            yield
+        finally:
+            self._slot.release()
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        with self._gate, self._slot:
+            yield
 
 
 def _rejection_message(rejections: list[str]) -> str:
