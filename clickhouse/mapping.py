@@ -49,20 +49,22 @@ def _scalar_json(x: str) -> str:
 
 def _render(v: str) -> str:
     """An AnyValue tuple as text: strings as they are, numbers and booleans
-    spelled out, arrays and key-value lists as JSON."""
+    spelled out, arrays and key-value lists as JSON.
+
+    One coalesce over the members (each NULL unless set, in the order the
+    first set one wins); the JSON of an array or list is built only for a
+    value that has one. Per attribute this is a few times cheaper than
+    testing each member in turn with multiIf."""
     array = f"'[' || arrayStringConcat(arrayMap(x -> {_scalar_json('x')}, {v}.arrayValue.values), ', ') || ']'"
     kvlist = (
         f"'{{' || arrayStringConcat(arrayMap(pair -> toJSONString(pair.key) || ': ' || {_scalar_json('pair.value')}, "
         f"{v}.kvlistValue.values), ', ') || '}}'"
     )
     return (
-        f"ifNull(multiIf({v}.stringValue IS NOT NULL, assumeNotNull({v}.stringValue), "
-        f"{v}.boolValue IS NOT NULL, if(assumeNotNull({v}.boolValue), 'true', 'false'), "
-        f"{v}.intValue IS NOT NULL, toString({v}.intValue), "
-        f"{v}.doubleValue IS NOT NULL, toString({v}.doubleValue), "
-        f"notEmpty({v}.arrayValue.values), {array}, "
-        f"notEmpty({v}.kvlistValue.values), {kvlist}, "
-        f"{v}.bytesValue IS NOT NULL, base64Encode(assumeNotNull({v}.bytesValue)), ''), '')"
+        f"coalesce({v}.stringValue, toString({v}.boolValue), toString({v}.intValue), toString({v}.doubleValue), "
+        f"if(notEmpty({v}.arrayValue.values), {array}, NULL), "
+        f"if(notEmpty({v}.kvlistValue.values), {kvlist}, NULL), "
+        f"base64Encode({v}.bytesValue), '')"
     )
 
 
