@@ -56,7 +56,7 @@ class TraceServicer:
         try:
             if self.authorize is not None:
                 self.authorize(_metadata(context, "authorization"))
-            records = decode_protobuf(request)
+            records = self.service.decode(decode_protobuf, request)
             spans = len(records)
             result = self.service.export(records)
         except IngestError as error:

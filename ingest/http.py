@@ -46,7 +46,7 @@ def create_blueprint(service: IngestService, max_body_bytes: int, authorize: Aut
                 authorize(request.headers.get("Authorization"))
             media = codec.media_type(request.headers.get("Content-Type"))
             body = read_body(request.stream, request.content_length, request.headers.get("Content-Encoding"), max_body_bytes)
-            records = codec.decode(body, media)
+            records = service.decode(codec.decode, body, media)
             spans = len(records)
             result = service.export(records)
         except IngestError as error:
