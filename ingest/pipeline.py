@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +23,10 @@ from typing import Any
 from ingest.batcher import Batcher
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
-from ingest.context import Candidate, ContextResolver, Plan, SpanFact
+from ingest.context import Candidate, ContextResolver, SpanFact
 from ingest.mapping import Mapper, SpanRejected, resolve_context
 from ingest.observe import NO_OBSERVER, IngestObserver
-from ingest.store import Change, StagedCall, Store
+from ingest.store import Change, StagedCall, Store, StoredState
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class IngestService:
         # thread mapping at once, the writer got a small share of it and each
         # commit took several times longer; waiting here costs nothing, since
         # an export waits for the writer anyway. The writer holds the slot
-        # only while it decides (see `_commit`), and goes first.
+        # only while it decides in Python (see `_commit`), and goes first.
         self._python_slot = WriterFirstSlot()
 
     def start(self) -> None:
@@ -125,11 +125,22 @@ class IngestService:
     # --- writer thread ----------------------------------------------------
 
     def _commit(self, exports: list[MappedExport]) -> None:
-        # The writer takes the slot while it decides (pure Python, on the
-        # serial path every export waits for) and leaves it to the request
-        # threads while ClickHouse writes, which runs without the interpreter lock.
+        # The writer decides in the Python slot (pure Python, on the serial
+        # path every export waits for) but never holds it across a ClickHouse
+        # call: while ClickHouse works, without the interpreter lock, request
+        # threads decode and map, and a query that hangs does not stop them
+        # from answering (503 once the in-flight limit is reached).
+        candidates, facts = _unique_candidates(exports)
+        stored = self.store.lookup(
+            (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
+        )
         with self._python_slot.writer():
-            plan, direct = self._decide(exports)
+            direct, tracked, trace_facts = self._split(candidates, facts, stored)
+            adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
+        adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
+        with self._python_slot.writer():
+            plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
+
         self.store.stage([staged for staged, _ in direct] + plan.stage)
         self.store.correct(
             [
@@ -141,21 +152,10 @@ class IngestService:
         for staged, candidate in direct:
             self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
 
-    def _decide(self, exports: list[MappedExport]) -> tuple[Plan, list[tuple[StagedCall, Candidate]]]:
-        """What one group commit writes: the resolver's plan, and the root calls stored as they are."""
-        candidates: list[Candidate] = []
-        seen: set[tuple[str, str]] = set()
-        facts: list[SpanFact] = []
-        for export in exports:
-            facts.extend(export.facts)
-            for candidate in export.candidates:
-                if candidate.key not in seen:  # the same span twice in this group
-                    seen.add(candidate.key)
-                    candidates.append(candidate)
-
-        stored = self.store.lookup(
-            (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
-        )
+    def _split(
+        self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
+    ) -> tuple[list[tuple[StagedCall, Candidate]], list[Candidate], list[SpanFact]]:
+        """Root calls stored as they are, the calls the resolver decides, and the span facts it needs."""
         # A root call alone in its trace, in a trace nobody remembers, has no
         # ancestor to wait for: store it as it is, without trace memory.
         spans_per_trace = Counter(fact.trace_id for fact in facts)
@@ -180,9 +180,21 @@ class IngestService:
         # between a stored call and its ancestor may come in the ancestor's export.
         traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context}
         trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
-        adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
-        adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
-        return self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces), direct
+        return direct, tracked, trace_facts
+
+
+def _unique_candidates(exports: list[MappedExport]) -> tuple[list[Candidate], list[SpanFact]]:
+    """The group's calls, each once (the same span may come twice in one group), and all its span facts."""
+    candidates: list[Candidate] = []
+    seen: set[tuple[str, str]] = set()
+    facts: list[SpanFact] = []
+    for export in exports:
+        facts.extend(export.facts)
+        for candidate in export.candidates:
+            if candidate.key not in seen:
+                seen.add(candidate.key)
+                candidates.append(candidate)
+    return candidates, facts
 
 
 class WriterFirstSlot:
