@@ -351,7 +351,7 @@ _JSON_SETTINGS = {
 
 def _breakdown_body(database: Database, items_sql: str, undecided: str, parameters: dict[str, Any]) -> tuple[bytes, int]:
     sql = _BREAKDOWN_JSON.format(items=items_sql, undecided=undecided)
-    body, flagged = database.client().query(sql, parameters=parameters, settings=_JSON_SETTINGS).result_rows[0]
+    body, flagged = _query(database, sql, parameters, _JSON_SETTINGS)[0]
     return body.encode("utf-8") if isinstance(body, str) else body, int(flagged)
 
 
@@ -535,5 +535,5 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     return AuditEntry(*values, metadata=[MetadataEntry(k, v) for k, v in sorted(attributes.items())])
 
 
-def _query(database: Database, sql: str, parameters: dict[str, Any]) -> list[Sequence[Any]]:
-    return database.client().query(sql, parameters=parameters).result_rows
+def _query(database: Database, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+    return database.client().query(sql, parameters=parameters, settings=settings).result_rows

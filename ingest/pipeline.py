@@ -137,9 +137,12 @@ class IngestService:
         with self._python_slot.writer():
             direct, tracked, trace_facts = self._split(candidates, facts, stored)
             adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
-        adopted = self.store.in_traces(adopt_traces, start, end) if adopt_traces else {}
-        with self._python_slot.writer():
-            plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
+            if not adopt_traces:  # the common case: one turn in the slot
+                plan = self.resolver.plan(trace_facts, tracked, stored, {}, self.mapper.context_values)
+        if adopt_traces:
+            adopted = self.store.in_traces(adopt_traces, start, end)
+            with self._python_slot.writer():
+                plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
 
         self.store.stage([staged for staged, _ in direct] + plan.stage)
         self.store.correct(
