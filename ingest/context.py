@@ -289,6 +289,14 @@ class ContextResolver:
         return touched
 
     def _desired(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:
+        if not trace.root or (trace.root not in ops and trace.root not in trace.contexts):
+            simple = self._desired_unnested(trace, ops)
+            if simple is not None:
+                return simple
+        return self._desired_nested(trace, ops)
+
+    def _desired_nested(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:
+        """Any trace: follow each call's ancestors for wrapping calls and context tags."""
         chains = {span_id: self._ancestors(trace, info.parent) for span_id, info in ops.items()}
         superseded: set[str] = set()
         for span_id, chain in chains.items():
@@ -309,6 +317,24 @@ class ContextResolver:
             if info.fallback:
                 context = tuple(found or kept for found, kept in zip(context, info.fallback))
             desired[span_id] = Desired(span_id not in superseded, context)
+        return desired
+
+    def _desired_unnested(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired] | None:
+        """`_desired` for the common trace: calls side by side under an ancestor
+        not seen yet, nothing read back. Then no call wraps another and no
+        ancestor has tags (a span seen has its parent link in `parents`, and
+        the caller checked the root), so each call counts with its own and its
+        resource's context. None when the trace is not like that."""
+        parents = trace.parents
+        desired = {}
+        for span_id, info in ops.items():
+            parent = info.parent
+            # The chain is [parent] (its parent is unknown, and the root is no call).
+            if parent in ops or parent in parents or info.fallback is not None:
+                return None
+            own, resource = info.own_context, info.resource_context
+            context = resolve_context(self.keys, [own], resource) if own or resource else self.keys.empty_context
+            desired[span_id] = Desired(True, context)
         return desired
 
     @staticmethod
