@@ -289,11 +289,12 @@ def limits(report: Report) -> str:
         top = max(report.sizes, key=lambda s: s.operations)
         worst = max(top.latency.items(), key=lambda item: item[1][1], default=None)
         text = (
-            "*Analytics:* each query reads `usage_daily` for the whole days of the range, `usage_hourly` for the "
-            f"whole hours around them (one row per hour and key, {top.storage.get('usage_hourly_rows', 0):,} rows at "
+            "*Analytics:* each query reads `usage_daily` for the days of the range, `usage_hourly` for the "
+            f"hours around them (one row per hour and key, {top.storage.get('usage_hourly_rows', 0):,} rows at "
             f"{_operations(top.operations)} operations, most of them users), and the raw `operations` rows of the "
-            "partial hours at both edges (together one hour of operations, since the ranges are not hour-aligned); "
-            "each table a query touches costs a few milliseconds in embedded ClickHouse before it reads a row. The "
+            "partial hours at the edges, each range added or subtracted so that raw rows are at most half an hour "
+            "per edge (a range ending now subtracts the empty rest of its hour); planning costs a few milliseconds "
+            "per table in embedded ClickHouse before a row is read, most of a 24-hour query. The "
             "cost then grows with the keys per hour: the by-user breakdown reads and returns the most groups (every "
             "synthetic user is active every day, each one a JSON item, which ClickHouse writes itself)."
         )
