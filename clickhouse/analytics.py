@@ -217,8 +217,8 @@ HAVING request_count > 0"""
 # the same name, that name is the answer: a (key, day, name) whose sum is
 # positive has a positive row, so that name is the only one whose sum can be
 # positive. Negative rows (a correction not merged yet, a subtracted range)
-# do not matter to that. One aggregation by key then gives everything. `_BREAKDOWN_ONE_NAME` computes
-# that and flags the keys it cannot decide (positive rows with two names);
+# do not matter to that. One aggregation by key then gives everything.
+# `_BREAKDOWN_ONE_NAME` computes that and flags the keys it cannot decide (positive rows with two names);
 # only when some key is flagged is the exact `_BREAKDOWN_NAMED` run, which
 # sums per (key, day, name) first. The empty key is shown as the unknown
 # label without a name, so it is never flagged.
@@ -275,12 +275,10 @@ FROM (
 _SLICE_SETTINGS = {"optimize_move_to_prewhere": 0}
 
 
-def slices(
-    grouping: Grouping, period: Period, values: Sequence[str], days: bool = True, now_ns: int | None = None
-) -> tuple[str, dict[str, Any]]:
+def slices(grouping: Grouping, period: Period, values: Sequence[str], days: bool = True) -> tuple[str, dict[str, Any]]:
     """(hour, key, name, *values) rows that sum to the period's: see `_plan`. `days`
     false keeps every row within its hour (an hourly time series)."""
-    pieces = _plan(period.clamped(), days, time.time_ns() if now_ns is None else now_ns)
+    pieces = _plan(period.clamped(), days, time.time_ns())
     parameters: dict[str, Any] = {"dimension": grouping.rollup}
     parts: list[str] = []
     for level in (_DAILY, _HOURLY, _RAW):
@@ -326,10 +324,10 @@ def _plan(period: Period, days: bool, now_ns: int) -> list[_Piece]:
     where x(a -> b) is +[a, b) when a < b and -[b, a) when b < a. Every sum is
     linear and each rollup row holds exactly its hour's (or day's) rows, so the
     identity holds for each key, each day and each bucket of a time series, and
-    a boundary may lie outside the period: a 24-hour range ending now can read
-    today's daily row less the hours after now (nearly always empty) instead
-    of the 23 hourly rows of the day so far. Of the possible cuts the one that
-    reads least (`_cost`) is taken; all are exact. Without `days` there is no
+    a boundary may lie outside the period: a range ending now subtracts the
+    rest of the current hour (nearly always empty) instead of reading the raw
+    rows of the part that passed. Of the possible cuts the one estimated to
+    read least (`_cost`) is taken; all are exact. Without `days` there is no
     daily level, so that every row stays within its own hour.
     """
     start, end = period.start_ns, period.end_ns

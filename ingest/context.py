@@ -289,11 +289,8 @@ class ContextResolver:
         return touched
 
     def _desired(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:
-        if not trace.root or (trace.root not in ops and trace.root not in trace.contexts):
-            simple = self._desired_unnested(trace, ops)
-            if simple is not None:
-                return simple
-        return self._desired_nested(trace, ops)
+        simple = self._desired_unnested(trace, ops)
+        return simple if simple is not None else self._desired_nested(trace, ops)
 
     def _desired_nested(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:
         """Any trace: follow each call's ancestors for wrapping calls and context tags."""
@@ -322,9 +319,12 @@ class ContextResolver:
     def _desired_unnested(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired] | None:
         """`_desired` for the common trace: calls side by side under an ancestor
         not seen yet, nothing read back. Then no call wraps another and no
-        ancestor has tags (a span seen has its parent link in `parents`, and
-        the caller checked the root), so each call counts with its own and its
-        resource's context. None when the trace is not like that."""
+        ancestor has tags (a span seen has its parent link in `parents`), so
+        each call counts with its own and its resource's context. None when
+        the trace is not like that."""
+        root = trace.root
+        if root and (root in ops or root in trace.contexts):
+            return None  # the root ends every chain whose links run out
         parents = trace.parents
         desired = {}
         for span_id, info in ops.items():
