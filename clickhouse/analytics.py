@@ -371,9 +371,8 @@ def _signed(level: _Level, a: int, b: int) -> list[_Piece]:
 def _cost(pieces: list[_Piece], now_ns: int) -> float:
     """An estimate of what the pieces read: hours of data per level (none after now:
     operations are stored when they happen), and each table touched."""
-    tables = {id(piece.level) for piece in pieces}
     hours = sum(max(0, min(piece.end, now_ns) - piece.start) / HOUR_NS * piece.level.cost_per_hour for piece in pieces)
-    return len(tables) * _TABLE_COST + hours
+    return len({piece.level for piece in pieces}) * _TABLE_COST + hours
 
 
 def _ceil(value: int, unit: int) -> int:
