@@ -151,6 +151,37 @@ class ContextResolver:
     def __len__(self) -> int:
         return len(self._traces)
 
+    def checkpoint(self, trace_ids: Iterable[str]) -> Callable[[], None]:
+        """What memory holds of these traces now, and a function that puts it back.
+
+        The writer decides the next group while the previous one is being
+        stored, on top of what that one decided. When a write fails, what was
+        decided on top of it is taken back, newest first, so that memory never
+        says stored of a call that is not. Memory of other traces is not
+        touched by a commit, except for evictions, which need no undoing.
+        """
+        traces = {}
+        for trace_id in trace_ids:
+            state = self._traces.get(trace_id)
+            traces[trace_id] = (
+                None if state is None else (_snapshot(state), self._seen_at[trace_id]),
+                self._roots.get(trace_id),
+            )
+
+        def restore() -> None:
+            for trace_id, (kept, root) in traces.items():
+                if kept is None:
+                    self._traces.pop(trace_id, None)
+                    self._seen_at.pop(trace_id, None)
+                else:
+                    self._traces[trace_id], self._seen_at[trace_id] = kept
+                if root is None:
+                    self._roots.pop(trace_id, None)
+                else:
+                    self._roots[trace_id] = root
+
+        return restore
+
     def traces_to_adopt(self, facts: Iterable[SpanFact], candidates: Iterable[Candidate]) -> tuple[set[str], int, int]:
         """Traces whose stored calls must be read back: an ancestor with context
         arrives for a trace this process has not read back since it began
@@ -377,6 +408,12 @@ def _stored_info(
         counted=True,
         context=live.context,
     )
+
+
+def _snapshot(state: TraceState) -> TraceState:
+    # Operations in memory are replaced, never changed in place (`plan` works on
+    # copies), so copying the containers is enough.
+    return TraceState(dict(state.parents), dict(state.contexts), dict(state.ops), state.root, state.read_back)
 
 
 def _copy(info: OpInfo) -> OpInfo:

@@ -47,6 +47,20 @@ class MappedExport:
     facts: list[SpanFact] = field(default_factory=list)
 
 
+@dataclass
+class PreparedCommit:
+    """A group's decided rows, not stored yet, and how to take the decisions back."""
+
+    store: Store
+    stage: list[StagedCall]
+    changes: list[Change]
+    undo: Callable[[], None]
+
+    def write(self) -> None:
+        self.store.stage(self.stage)
+        self.store.correct(self.changes)
+
+
 class IngestService:
     def __init__(self, config: IngestConfig, store: Store, retention_days: int = 0, observer: IngestObserver = NO_OBSERVER):
         self.config = config
@@ -58,6 +72,7 @@ class IngestService:
         self.batcher: Batcher[MappedExport] = Batcher(
             self._commit,
             store.healthy,
+            prepare=self._prepare,
             max_in_flight_spans=config.max_in_flight_spans,
             batch_max_spans=config.batch_max_spans,
             linger_seconds=config.batch_linger_ms / 1000,
@@ -125,6 +140,24 @@ class IngestService:
     # --- writer thread ----------------------------------------------------
 
     def _commit(self, exports: list[MappedExport]) -> None:
+        """Decide and store one group at once (the batcher overlaps the two; see `_prepare`)."""
+        prepared = self._prepare(exports)
+        try:
+            prepared.write()
+        except BaseException:
+            prepared.undo()
+            raise
+
+    def _prepare(self, exports: list[MappedExport]) -> PreparedCommit:
+        """Decide a group's rows and remember them as stored; `write()` then stores them.
+
+        The batcher prepares the next group while ClickHouse stores this one,
+        so the decisions are remembered before the write, and the next group
+        is decided on top of them: a call it repeats is a duplicate of
+        something memory says is stored. When the write fails, the batcher
+        undoes this group and the one prepared on top of it (`undo()`, newest
+        first) and decides that one again.
+        """
         # The writer decides in the Python slot (pure Python, on the serial
         # path every export waits for) but never holds it across a ClickHouse
         # call: while ClickHouse works, without the interpreter lock, request
@@ -134,26 +167,28 @@ class IngestService:
         stored = self.store.lookup(
             (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
         )
-        with self._python_slot.writer():
-            direct, tracked, trace_facts = self._split(candidates, facts, stored)
-            adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
-            if not adopt_traces:  # the common case: one turn in the slot
-                plan = self.resolver.plan(trace_facts, tracked, stored, {}, self.mapper.context_values)
-        if adopt_traces:
-            adopted = self.store.in_traces(adopt_traces, start, end)
+        undo = self.resolver.checkpoint({c.call.record.trace_id for c in candidates} | {f.trace_id for f in facts})
+        try:
             with self._python_slot.writer():
-                plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
-
-        self.store.stage([staged for staged, _ in direct] + plan.stage)
-        self.store.correct(
-            [
-                Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
-                for key, desired in plan.changes.items()
-            ]
-        )
-        self.resolver.apply(plan)
-        for staged, candidate in direct:
-            self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
+                direct, tracked, trace_facts = self._split(candidates, facts, stored)
+                adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
+                if not adopt_traces:  # the common case: one turn in the slot
+                    plan = self.resolver.plan(trace_facts, tracked, stored, {}, self.mapper.context_values)
+            if adopt_traces:
+                adopted = self.store.in_traces(adopt_traces, start, end)
+                with self._python_slot.writer():
+                    plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
+            self.resolver.apply(plan)
+            for staged, candidate in direct:
+                self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
+        except BaseException:
+            undo()
+            raise
+        changes = [
+            Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
+            for key, desired in plan.changes.items()
+        ]
+        return PreparedCommit(self.store, [staged for staged, _ in direct] + plan.stage, changes, undo)
 
     def _split(
         self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]

@@ -29,9 +29,10 @@ def database(chdb_dir):
 class Pipeline:
     """An ingest pipeline over a real store, fed with export request bodies."""
 
-    def __init__(self, database: Database, config: IngestConfig, retention_days: int = 0):
+    def __init__(self, database: Database, config: IngestConfig, retention_days: int = 0, store=None):
         self.database = database
-        self.service = IngestService(config, OperationStore(database, config.context_keys.all_keys()), retention_days)
+        store = store or OperationStore(database, config.context_keys.all_keys())
+        self.service = IngestService(config, store, retention_days)
         self.service.start()
 
     def send(self, body: bytes) -> ExportResult:

@@ -88,3 +88,78 @@ def test_close_drains_what_was_accepted_and_refuses_the_rest():
     assert groups == [["accepted"]]
     with pytest.raises(ShuttingDown):
         batcher.offer("late", 1)
+
+
+class Recorded:
+    """A prepared group that logs what is done with it; `write` may wait, or fail once."""
+
+    def __init__(self, log, items, hold=None, fail=False):
+        self.log, self.items, self.hold, self.fail = log, items, hold, fail
+
+    def write(self):
+        self.log.append(("write", self.items))
+        if self.hold is not None:
+            assert self.hold.wait(5)
+        if self.fail:
+            raise ConnectionError("connection refused")
+
+    def undo(self):
+        self.log.append(("undo", self.items))
+
+
+def test_the_next_group_is_decided_while_the_previous_one_is_written():
+    log, second_decided = [], threading.Event()
+
+    def prepare(items):
+        log.append(("prepare", items))
+        if items == ["second"]:
+            second_decided.set()
+        return Recorded(log, items, hold=second_decided if items == ["first"] else None)
+
+    batcher = make(None, prepare=prepare, linger_seconds=0)
+    first = batcher.offer("first", 1)
+    for _ in range(50):  # the first write has started and waits for the second decision
+        if ("write", ["first"]) in log:
+            break
+        threading.Event().wait(0.05)
+    second = batcher.offer("second", 1)
+    first.wait(5)
+    second.wait(5)
+    batcher.close(5)
+    assert log == [("prepare", ["first"]), ("write", ["first"]), ("prepare", ["second"]), ("write", ["second"])]
+
+
+def test_a_group_decided_on_top_of_a_failed_write_is_undone_first_and_decided_again():
+    log, second_decided = [], threading.Event()
+    attempts = {"first": 0}
+
+    def prepare(items):
+        log.append(("prepare", items))
+        if items == ["first"]:
+            attempts["first"] += 1
+            return Recorded(log, items, hold=second_decided, fail=True)
+        second_decided.set()
+        return Recorded(log, items)
+
+    batcher = make(None, prepare=prepare, linger_seconds=0)
+    first = batcher.offer("first", 1)
+    for _ in range(50):
+        if ("write", ["first"]) in log:
+            break
+        threading.Event().wait(0.05)
+    second = batcher.offer("second", 1)
+    with pytest.raises(StorageUnavailable):
+        first.wait(5)
+    second.wait(5)
+    batcher.close(5)
+    assert log == [
+        ("prepare", ["first"]),
+        ("write", ["first"]),
+        ("prepare", ["second"]),
+        ("undo", ["second"]),  # newest first
+        ("undo", ["first"]),
+        ("prepare", ["second"]),
+        ("write", ["second"]),
+    ]
+    assert attempts["first"] == 1, "the failed export is answered 503, not retried by the writer"
+    assert batcher.in_flight_spans == 0

@@ -1,0 +1,84 @@
+"""Undoing a group the writer decided puts the resolver's memory back exactly.
+
+The writer remembers a group's decisions before its insert returns, and decides
+the next group on top of them (ingest.batcher). When the insert fails, both
+groups are undone, newest first. Here random groups of real spans (nested
+calls, context tags on ancestors, root calls alone, retries) are decided on a
+memory with some history; after undoing the last two, every trace, root and
+timestamp in memory must be what it was before them.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ingest.codec import decode_protobuf
+from ingest.config import IngestConfig
+from ingest.pipeline import IngestService
+from tests.support.spans import new_trace, request, span, span_id
+
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3}
+TAGS = ({"umbraco.ai.profile.id": "p1"}, {"umbraco.ai.user.id": "u1"}, {"enduser.id": "e1"})
+
+
+class NothingStored:
+    """A store that holds nothing: the writer's decisions alone are under test."""
+
+    def lookup(self, keys):
+        list(keys)
+        return {}
+
+    def in_traces(self, trace_ids, start_ns, end_ns):
+        return {}
+
+    def healthy(self):
+        return True
+
+
+def random_export(rng: random.Random, traces: list[tuple[str, list[str]]]) -> bytes:
+    spans = []
+    for _ in range(rng.randrange(1, 6)):
+        if traces and rng.random() < 0.6:
+            trace, known = rng.choice(traces)
+        else:
+            trace, known = new_trace(), []
+            traces.append((trace, known))
+        own = span_id() if not known or rng.random() < 0.7 else rng.choice(known)  # sometimes a retry
+        parent = rng.choice(["", *known]) if known and rng.random() < 0.8 else ("" if rng.random() < 0.5 else span_id())
+        attributes = dict(CHAT) if rng.random() < 0.6 else {}
+        if rng.random() < 0.4:
+            attributes |= rng.choice(TAGS)
+        spans.append(span(attributes, trace=trace, span=own, parent=parent if parent != own else ""))
+        known.append(own)
+    return request(*spans)
+
+
+def memory(service: IngestService):
+    resolver = service.resolver
+    traces = {
+        trace: (dict(state.parents), dict(state.contexts), dict(state.ops), state.root, state.read_back)
+        for trace, state in resolver._traces.items()
+    }
+    return traces, dict(resolver._roots), dict(resolver._seen_at)
+
+
+def test_undoing_the_last_two_groups_restores_memory_exactly():
+    rng = random.Random(5)
+    changed = 0
+    for _ in range(300):
+        service = IngestService(IngestConfig(), NothingStored())
+        traces: list[tuple[str, list[str]]] = []
+
+        def group():
+            return [service.map(decode_protobuf(random_export(rng, traces)))[0] for _ in range(rng.randrange(1, 4))]
+
+        for _ in range(rng.randrange(0, 4)):  # history, as stored
+            service._prepare(group())
+        before = memory(service)
+        first = service._prepare(group())
+        second = service._prepare(group())
+        changed += memory(service) != before
+        second.undo()
+        first.undo()
+        assert memory(service) == before
+    assert changed > 250, "the groups changed memory, so the undo had something to do"
