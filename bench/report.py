@@ -256,11 +256,11 @@ def limits(report: Report) -> str:
             text += (
                 f" The writer thread stored the window's rows in {protobuf.inserts_in_window} inserts of about "
                 f"{protobuf.stored_in_window / protobuf.inserts_in_window:,.0f} spans, one every "
-                f"{protobuf.window_seconds / protobuf.inserts_in_window:.1f} s: its group commit (duplicate look-up, "
-                "context resolution, building and sending the insert) is the serial step every export waits for; "
-                "request threads decode the next exports beside it and map them while ClickHouse inserts, and "
-                "ClickHouse's share of each insert (parsing the staged spans, the mapping view, both rollups) runs "
-                "without the lock but not while the writer decides."
+                f"{protobuf.window_seconds / protobuf.inserts_in_window:.1f} s: each group commit (duplicate look-up, "
+                "context resolution, then building and sending the insert) is the serial step every export waits for; "
+                "the writer decides the next group while an insert thread stores the current one, request threads "
+                "decode and map the exports after them, and ClickHouse's share of each insert (parsing the staged "
+                "spans, the mapping view, both rollups) runs without the lock."
             )
         profile = report.profiles.get("protobuf")
         if profile is not None and profile.samples:

@@ -3,9 +3,10 @@
 receive (ingest.http, ingest.grpc: transport, limits; ingest.codec: decoding)
   → map (ingest.mapping: which spans are model calls, validation, context
     keys; runs in the request's thread)
-  → commit (here, on the batcher's single writer thread: duplicate check,
-    context resolution, then the store's writes for the whole group; the
-    store has ClickHouse map each call's attributes into its row)
+  → commit (here: `_prepare` on the batcher's writer thread decides a group,
+    with the duplicate check and context resolution, and `PreparedCommit.write`
+    on its insert thread stores it, while the writer decides the next group;
+    the store has ClickHouse map each call's attributes into its row)
 
 Nothing in this module knows about Flask, grpc or ClickHouse.
 """
