@@ -55,11 +55,19 @@ class PreparedCommit:
     store: Store
     stage: list[StagedCall]
     changes: list[Change]
-    undo: Callable[[], None]
+    take_back: Callable[[], None]
+    written: Callable[[], None]  # the write ended, stored or not
 
     def write(self) -> None:
-        self.store.stage(self.stage)
-        self.store.correct(self.changes)
+        try:
+            self.store.stage(self.stage)
+            self.store.correct(self.changes)
+        finally:
+            self.written()
+
+    def undo(self) -> None:
+        self.take_back()
+        self.written()
 
 
 class IngestService:
@@ -89,6 +97,10 @@ class IngestService:
         # an export waits for the writer anyway. The writer holds the slot
         # only while it decides in Python (see `_commit`), and goes first.
         self._python_slot = WriterFirstSlot()
+        # The calls of groups decided and not yet written (at most the one being
+        # written while the next is decided), by (trace id, span id).
+        self._unwritten: list[frozenset[tuple[str, str]]] = []
+        self._unwritten_lock = threading.Lock()
 
     def start(self) -> None:
         self.batcher.start()
@@ -165,6 +177,13 @@ class IngestService:
         # threads decode and map, and a query that hangs does not stop them
         # from answering (503 once the in-flight limit is reached).
         candidates, facts = _unique_candidates(exports)
+        # A call of the group being written is a copy of one that will be stored
+        # before this group is (or this group is decided again): leave it out,
+        # whether or not memory still holds it.
+        with self._unwritten_lock:
+            unwritten = frozenset().union(*self._unwritten)
+        if unwritten:
+            candidates = [c for c in candidates if c.key not in unwritten]
         stored = self.store.lookup(
             (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
         )
@@ -189,7 +208,16 @@ class IngestService:
             Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
             for key, desired in plan.changes.items()
         ]
-        return PreparedCommit(self.store, [staged for staged, _ in direct] + plan.stage, changes, undo)
+        keys = frozenset(c.key for c in candidates)
+        with self._unwritten_lock:
+            self._unwritten.append(keys)
+
+        def written() -> None:
+            with self._unwritten_lock:
+                if any(entry is keys for entry in self._unwritten):
+                    self._unwritten = [entry for entry in self._unwritten if entry is not keys]
+
+        return PreparedCommit(self.store, [staged for staged, _ in direct] + plan.stage, changes, undo, written)
 
     def _split(
         self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
