@@ -95,7 +95,7 @@ class IngestService:
         # thread mapping at once, the writer got a small share of it and each
         # commit took several times longer; waiting here costs nothing, since
         # an export waits for the writer anyway. The writer holds the slot
-        # only while it decides in Python (see `_commit`), and goes first.
+        # only while it decides in Python (see `_prepare`), and goes first.
         self._python_slot = WriterFirstSlot()
         # The calls of groups decided and not yet written (at most the one being
         # written while the next is decided), by (trace id, span id).
@@ -214,8 +214,7 @@ class IngestService:
 
         def written() -> None:
             with self._unwritten_lock:
-                if any(entry is keys for entry in self._unwritten):
-                    self._unwritten = [entry for entry in self._unwritten if entry is not keys]
+                self._unwritten = [entry for entry in self._unwritten if entry is not keys]
 
         return PreparedCommit(self.store, [staged for staged, _ in direct] + plan.stage, changes, undo, written)
 
