@@ -110,12 +110,16 @@ class Plan:
     read_back: set[str] = field(default_factory=set)
 
 
+# Traces (and root calls) memory holds at most, by default.
+MAX_TRACES = 200_000
+
+
 class ContextResolver:
     def __init__(
         self,
         keys: ContextKeys,
         window_seconds: float,
-        max_traces: int = 200_000,
+        max_traces: int = MAX_TRACES,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.keys = keys

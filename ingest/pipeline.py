@@ -24,7 +24,7 @@ from typing import Any
 from ingest.batcher import Batcher
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
-from ingest.context import Candidate, ContextResolver, SpanFact
+from ingest.context import MAX_TRACES, Candidate, ContextResolver, SpanFact
 from ingest.mapping import Mapper, SpanRejected, resolve_context
 from ingest.observe import NO_OBSERVER, IngestObserver
 from ingest.store import Change, StagedCall, Store, StoredState
@@ -77,7 +77,11 @@ class IngestService:
         self.observer = observer
         self.store = store
         self.mapper = Mapper(config, retention_days)
-        self.resolver = ContextResolver(config.context_keys, config.context_window_seconds)
+        # Memory holds at least two full groups: the one being written and the
+        # one decided on top of it must not evict each other's traces.
+        self.resolver = ContextResolver(
+            config.context_keys, config.context_window_seconds, max_traces=max(MAX_TRACES, 2 * config.batch_max_spans)
+        )
         self.batcher: Batcher[MappedExport] = Batcher(
             self._commit,
             store.healthy,
