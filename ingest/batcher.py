@@ -99,7 +99,10 @@ class Batcher(Generic[Item]):
         observer: IngestObserver = NO_OBSERVER,
         prepare: Callable[[list[Item]], Prepared] | None = None,
     ):
-        self._commit = commit
+        """`commit` decides and stores a group in one call. `prepare`, when given, is
+        used instead: it decides a group and returns what stores it (and what takes
+        the decisions back), so that the next group is decided while this one is
+        stored."""
         self._prepare_items = prepare or (lambda items: _Whole(commit, items))
         self._name = name
         self._probe = probe
