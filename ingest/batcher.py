@@ -59,8 +59,22 @@ class Prepared(Protocol):
     def undo(self) -> None: ...
 
 
+def commit_now(prepared: Prepared) -> None:
+    """Store a prepared group at once; its decisions are taken back when that fails."""
+    try:
+        prepared.write()
+    except BaseException:
+        prepared.undo()
+        raise
+
+
+def whole(commit: Callable[[list[Any]], None]) -> Callable[[list[Any]], Prepared]:
+    """`prepare` for a commit function that decides and stores in one step."""
+    return lambda items: _Whole(commit, items)
+
+
 class _Whole:
-    """A commit function that decides and stores in one step: nothing to undo."""
+    """A group for a one-step commit function: nothing to undo."""
 
     def __init__(self, commit: Callable[[list[Any]], None], items: list[Any]):
         self._commit, self._items = commit, items
@@ -88,7 +102,7 @@ class _Writing(Generic[Item]):
 class Batcher(Generic[Item]):
     def __init__(
         self,
-        commit: Callable[[list[Item]], None],
+        prepare: Callable[[list[Item]], Prepared],
         probe: Callable[[], bool],
         *,
         max_in_flight_spans: int,
@@ -97,13 +111,11 @@ class Batcher(Generic[Item]):
         retry_after_seconds: int,
         name: str = "ingest-writer",
         observer: IngestObserver = NO_OBSERVER,
-        prepare: Callable[[list[Item]], Prepared] | None = None,
     ):
-        """`commit` decides and stores a group in one call. `prepare`, when given, is
-        used instead: it decides a group and returns what stores it (and what takes
-        the decisions back), so that the next group is decided while this one is
-        stored."""
-        self._prepare_items = prepare or (lambda items: _Whole(commit, items))
+        """`prepare` decides a group and returns what stores it and what takes the
+        decisions back, so that the next group is decided while this one is
+        stored (`whole` adapts a function that does both at once)."""
+        self._prepare_items = prepare
         self._name = name
         self._probe = probe
         self._max_in_flight = max_in_flight_spans
@@ -309,12 +321,7 @@ class Batcher(Generic[Item]):
         """Decide and store a group at once, with no other write in flight."""
         started = time.perf_counter()
         try:
-            prepared = self._prepare_items([ticket.item for ticket in group])
-            try:
-                prepared.write()
-            except BaseException:
-                prepared.undo()
-                raise
+            commit_now(self._prepare_items([ticket.item for ticket in group]))
         except Exception as failure:  # noqa: BLE001 - storage faults come in many types
             self._commit_finished(group, time.perf_counter() - started, failure)
             return self._after_failure(group, failure)

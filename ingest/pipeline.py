@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.batcher import Batcher
+from ingest.batcher import Batcher, commit_now
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
 from ingest.context import MAX_TRACES, Candidate, ContextResolver, SpanFact
@@ -83,9 +83,8 @@ class IngestService:
             config.context_keys, config.context_window_seconds, max_traces=max(MAX_TRACES, 2 * config.batch_max_spans)
         )
         self.batcher: Batcher[MappedExport] = Batcher(
-            self._commit,
+            self._prepare,
             store.healthy,
-            prepare=self._prepare,
             max_in_flight_spans=config.max_in_flight_spans,
             batch_max_spans=config.batch_max_spans,
             linger_seconds=config.batch_linger_ms / 1000,
@@ -158,12 +157,7 @@ class IngestService:
 
     def _commit(self, exports: list[MappedExport]) -> None:
         """Decide and store one group at once (the batcher overlaps the two; see `_prepare`)."""
-        prepared = self._prepare(exports)
-        try:
-            prepared.write()
-        except BaseException:
-            prepared.undo()
-            raise
+        commit_now(self._prepare(exports))
 
     def _prepare(self, exports: list[MappedExport]) -> PreparedCommit:
         """Decide a group's rows and remember them as stored; `write()` then stores them.

@@ -6,13 +6,13 @@ import threading
 
 import pytest
 
-from ingest.batcher import Batcher
+from ingest.batcher import Batcher, whole
 from ingest.errors import Overloaded, ShuttingDown, StorageRejected, StorageUnavailable
 
 
-def make(commit, probe=lambda: True, **options):
+def make(commit, probe=lambda: True, prepare=None, **options):
     settings = {"max_in_flight_spans": 100, "batch_max_spans": 1000, "linger_seconds": 0.05, "retry_after_seconds": 2, **options}
-    batcher = Batcher(commit, probe, **settings)
+    batcher = Batcher(prepare or whole(commit), probe, **settings)
     batcher.start()
     return batcher
 
