@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import linear_regression
 
 from bench.payloads import PROTOBUF, IdSource, build_templates, fresh_body
 from bench.stats import percentile
@@ -58,16 +59,6 @@ class TimedStore:
                 self.seconds[name] += time.perf_counter() - started
 
         return timed
-
-
-def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares (fixed, per unit) through (units, cost) points."""
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
-    return mean_y - slope * mean_x, slope
 
 
 def run(groups: list[int], repeats: int, data_dir: Path, log: Callable[[str], None]) -> list[dict[str, float]]:
@@ -131,10 +122,10 @@ def render(rows: list[dict[str, float]]) -> str:
             f"| {row['spans']:,.0f} | {row['total_ms']:,.1f} | {row['lookup_ms']:,.1f} | {row['insert_ms']:,.1f} "
             f"| {row['python_ms']:,.1f} | {row['total_ms'] * 1e3 / row['spans']:,.1f} |"
         )
-    if len(rows) > 1:
+    if len({row['spans'] for row in rows}) > 1:  # a line needs two group sizes
         lines.append("")
         for label, key in (("look-up", "lookup_ms"), ("insert", "insert_ms"), ("Python", "python_ms")):
-            fixed, per_span = fit([(row["spans"], row[key]) for row in rows])
+            per_span, fixed = linear_regression([row["spans"] for row in rows], [row[key] for row in rows])
             lines.append(f"- {label}: {fixed:,.1f} ms per commit + {per_span * 1e3:,.1f} µs per span")
     return "\n".join(lines)
 
