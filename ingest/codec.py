@@ -220,20 +220,21 @@ def decode(body: bytes, media: str) -> list[SpanRecord]:
 
 
 def decode_protobuf(body: bytes) -> list[SpanRecord]:
-    raw_request, resource_view, scope_view, span_view = wire.raw_request(), wire.resource_view(), wire.scope_view(), wire.span_view()
+    resource_view, scope_view = wire.resource_view(), wire.scope_view()
     records: list[SpanRecord] = []
     append = records.append
     try:
-        request = raw_request.FromString(body)
-        for resource_spans in request.resource_spans:
+        # The same bytes twice: spans as bytes (for ClickHouse) and as views
+        # (for Python); both have the same structure, so they are walked in step.
+        raw_request, request = wire.raw_request().FromString(body), wire.request_view().FromString(body)
+        for raw_resource_spans, resource_spans in zip(raw_request.resource_spans, request.resource_spans):
             raw_resource = resource_spans.resource
             resource = Resource(ProtoAttributes(resource_view.FromString(raw_resource).attributes), _service_only(raw_resource))
-            for scope_spans in resource_spans.scope_spans:
+            for raw_scope_spans, scope_spans in zip(raw_resource_spans.scope_spans, resource_spans.scope_spans):
                 raw_scope = scope_spans.scope
                 view = scope_view.FromString(raw_scope)
                 scope = Scope(view.name, view.version, raw_scope)
-                for raw in scope_spans.spans:
-                    span = span_view.FromString(raw)
+                for raw, span in zip(raw_scope_spans.spans, scope_spans.spans):
                     append(
                         SpanRecord(
                             span.trace_id.hex(),

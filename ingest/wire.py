@@ -11,6 +11,11 @@ numbers but other types reads the same bytes differently:
   handful of keys Python needs is then a C-level map access instead of a
   Python loop over every attribute. Events stay bytes until a failed span
   needs its exception event.
+- `RequestView` is the request with its spans as `SpanView`s (resources and
+  scopes still bytes). Parsing the body twice, as `RawRequest` and as
+  `RequestView`, and walking both in step costs less than parsing each span's
+  bytes on their own: one parse and one arena for all spans instead of one
+  per span, which also made freeing them cheaper.
 
 These are built from descriptor protos at first use, like generated _pb2 code.
 """
@@ -59,6 +64,16 @@ def _classes() -> dict[str, type]:
     request = file.message_type.add(name="RawRequest")
     _field(request, "resource_spans", 1, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.RawResourceSpans")
 
+    span_path = f".{_PACKAGE}.SpanView"
+    scope_spans_view = file.message_type.add(name="ScopeSpansView")
+    _field(scope_spans_view, "scope", 1, _F.TYPE_BYTES)
+    _field(scope_spans_view, "spans", 2, _F.TYPE_MESSAGE, repeated=True, type_name=span_path)
+    resource_spans_view = file.message_type.add(name="ResourceSpansView")
+    _field(resource_spans_view, "resource", 1, _F.TYPE_BYTES)
+    _field(resource_spans_view, "scope_spans", 2, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.ScopeSpansView")
+    request_view = file.message_type.add(name="RequestView")
+    _field(request_view, "resource_spans", 1, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.ResourceSpansView")
+
     resource = file.message_type.add(name="ResourceView")
     _attribute_map(resource)
     _field(resource, "attributes", 1, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.ResourceView.AttributesEntry")
@@ -92,12 +107,16 @@ def _classes() -> dict[str, type]:
     pool.Add(file)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-        for name in ("RawRequest", "ResourceView", "ScopeView", "SpanView", "EventView")
+        for name in ("RawRequest", "RequestView", "ResourceView", "ScopeView", "SpanView", "EventView")
     }
 
 
 def raw_request():
     return _classes()["RawRequest"]
+
+
+def request_view():
+    return _classes()["RequestView"]
 
 
 def resource_view():
