@@ -58,8 +58,6 @@ def varint(value: int) -> bytes:
 # Field keys (number << 3 | wire type); every field number here is below 16, so one byte.
 _LENGTH_DELIMITED = [_ONE_BYTE[number << 3 | 2] for number in range(16)] + [varint(number << 3 | 2) for number in range(16, 19)]
 _VARINT = [_ONE_BYTE[number << 3] for number in range(16)]
-_FIXED64 = [_ONE_BYTE[number << 3 | 1] for number in range(16)]
-_UINT64 = struct.Struct("<Q")
 
 
 def _bytes_field(number: int, data: bytes) -> bytes:
@@ -72,11 +70,6 @@ def _text_field(number: int, text: str) -> bytes:
 
 def _int_field(number: int, value: int) -> bytes:
     return _VARINT[number] + varint(value) if value else b""
-
-
-def _fixed64_field(number: int, value: int) -> bytes:
-    # Nanosecond timestamps: 8 bytes packed in C beat a 9-byte varint built in Python.
-    return _FIXED64[number] + _UINT64.pack(value)
 
 
 @lru_cache(maxsize=256)
@@ -100,33 +93,48 @@ def _kind_bytes(capability: str, operation: str) -> bytes:
     return _text_field(7, capability) + _text_field(8, operation)
 
 
+# Fixed parts of a decision: ids are validated lower-case hex (32 or 16
+# characters), both times are fixed64 and packed in one call, and the version
+# is nearly always small. (Times as fixed64: 8 bytes packed in C beat a
+# 9-byte varint built in Python.)
+_TRACE_ID, _SPAN_ID, _PARENT_ID = _LENGTH_DELIMITED[1] + varint(32), _LENGTH_DELIMITED[2] + varint(16), _LENGTH_DELIMITED[3]
+_TIMES = struct.Struct("<BQBQ")
+_START_KEY, _END_KEY = 4 << 3 | 1, 5 << 3 | 1
+_SMALL_VERSIONS = [_int_field(6, version) for version in range(256)]
+_SPAN_FIELD, _DECISION_FIELD = _LENGTH_DELIMITED[3], _LENGTH_DELIMITED[4]
+
+
 def protobuf_row(staged: StagedCall) -> bytes:
+    """One IncomingSpan, length-prefixed: written in one join, on the writer's
+    path for every span (a helper call per field cost twice as much)."""
     call = staged.call
     record = call.record
     exception_type, exception_message = call.exception
+    parent = record.parent_span_id
+    version = staged.version
     decision = b"".join(
         (
-            _text_field(1, record.trace_id),
-            _text_field(2, record.span_id),
-            _text_field(3, record.parent_span_id),
-            _fixed64_field(4, record.start_ns),
-            _fixed64_field(5, record.end_ns),
-            _int_field(6, staged.version),
+            _TRACE_ID,
+            record.trace_id.encode(),
+            _SPAN_ID,
+            record.span_id.encode(),
+            _PARENT_ID + varint(len(parent)) + parent.encode() if parent else b"",
+            _TIMES.pack(_START_KEY, record.start_ns, _END_KEY, record.end_ns),
+            _SMALL_VERSIONS[version] if version < 256 else _int_field(6, version),
             _kind_bytes(call.capability, call.operation),
             _context_bytes(staged.context),
             _text_field(17, exception_type) if exception_type else b"",
             _text_field(18, exception_message) if exception_message else b"",
         )
     )
-    row = b"".join(
-        (
-            _shared_field(1, record.resource.payload),
-            _shared_field(2, record.scope.payload),
-            _bytes_field(3, record.payload),
-            _bytes_field(4, decision),
-        )
+    resource = _shared_field(1, record.resource.payload)
+    scope = _shared_field(2, record.scope.payload)
+    payload = record.payload
+    payload_length, decision_length = varint(len(payload)), varint(len(decision))
+    size = len(resource) + len(scope) + 2 + len(payload_length) + len(payload) + len(decision_length) + len(decision)
+    return b"".join(
+        (varint(size), resource, scope, _SPAN_FIELD, payload_length, payload, _DECISION_FIELD, decision_length, decision)
     )
-    return varint(len(row)) + row
 
 
 def encode(calls: Sequence[StagedCall]) -> tuple[list[bytes], list[bytes]]:
