@@ -64,10 +64,9 @@ def _classes() -> dict[str, type]:
     request = file.message_type.add(name="RawRequest")
     _field(request, "resource_spans", 1, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.RawResourceSpans")
 
-    span_path = f".{_PACKAGE}.SpanView"
     scope_spans_view = file.message_type.add(name="ScopeSpansView")
     _field(scope_spans_view, "scope", 1, _F.TYPE_BYTES)
-    _field(scope_spans_view, "spans", 2, _F.TYPE_MESSAGE, repeated=True, type_name=span_path)
+    _field(scope_spans_view, "spans", 2, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.SpanView")
     resource_spans_view = file.message_type.add(name="ResourceSpansView")
     _field(resource_spans_view, "resource", 1, _F.TYPE_BYTES)
     _field(resource_spans_view, "scope_spans", 2, _F.TYPE_MESSAGE, repeated=True, type_name=f".{_PACKAGE}.ScopeSpansView")
@@ -107,7 +106,7 @@ def _classes() -> dict[str, type]:
     pool.Add(file)
     return {
         name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-        for name in ("RawRequest", "RequestView", "ResourceView", "ScopeView", "SpanView", "EventView")
+        for name in ("RawRequest", "RequestView", "ResourceView", "ScopeView", "EventView")
     }
 
 
@@ -125,10 +124,6 @@ def resource_view():
 
 def scope_view():
     return _classes()["ScopeView"]
-
-
-def span_view():
-    return _classes()["SpanView"]
 
 
 def event_view():
