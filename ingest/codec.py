@@ -356,8 +356,17 @@ def _json_value(value: Any, nested: bool) -> dict:
     if not isinstance(value, dict):
         raise TypeError("an attribute value must be an object")
     # Most values are one string: already in the shape ClickHouse parses.
-    if len(value) == 1 and type(value.get("stringValue")) is str:
-        return value
+    if len(value) == 1:
+        if type(value.get("stringValue")) is str:
+            return value
+        # OTLP/JSON writes integers as decimal strings, which ClickHouse reads
+        # as they are: a short one of ASCII digits needs no conversion (nor a
+        # new object), and every such string is within the 64-bit range.
+        member = value.get("intValue")
+        if type(member) is str and len(member) < 19 and member.isascii() and (
+            member.isdigit() or (member[:1] == "-" and member[1:].isdigit())
+        ):
+            return value
     for key, member in value.items():
         kind = _SNAKE.get(key, key)
         if kind == "stringValue":

@@ -563,6 +563,8 @@ def json_edge_cases(ids: Ids) -> Iterator[Payload]:
 
     # Token counts and numbers as strings: stored, unusable counts read as unknown (0).
     for value, count in (({"intValue": "-1"}, 0), ({"intValue": str(INT64_MAX)}, 0), ({"intValue": 42}, 42),
+                         ({"intValue": "7"}, 7), ({"intValue": "0443"}, 443), ({"intValue": "\u0663"}, 3),
+                         ({"intValue": " 9"}, 9), ({"intValue": "123456789012"}, 123456789012),
                          ({"doubleValue": "NaN"}, 0), ({"doubleValue": "Infinity"}, 0), ({"doubleValue": 1e308}, 0),
                          ({"doubleValue": "-0"}, 0), ({"doubleValue": "8"}, 8), ({"stringValue": "1e3"}, 1000),
                          ({"stringValue": "12"}, 12), ({"boolValue": True}, 0),
@@ -572,6 +574,7 @@ def json_edge_cases(ids: Ids) -> Iterator[Payload]:
         span["attributes"].append({"key": "gen_ai.usage.input_tokens", "value": value})
         yield one(f"json token count {value!r}", doc(span), 200, stored=True, columns={"input_tokens": count})
     for value in ({"intValue": str(2**63)}, {"intValue": "1.5"}, {"intValue": 1.5}, {"doubleValue": "x"},
+                  {"intValue": "--5"}, {"intValue": "-"}, {"intValue": ""}, {"intValue": "\u00b2"},
                   {"boolValue": "true"}, {"stringValue": 5}, {"arrayValue": []}, {"kvlistValue": {"values": [{"key": 1}]}}):
         trace, span_id = ids.trace(), ids.span()
         span = chat_span(trace, span_id)
