@@ -26,7 +26,9 @@ MIN_TIMESTAMP_NS = 31_536_000 * 10**9
 MAX_TIMESTAMP_NS = 7_258_118_400 * 10**9
 
 _HEX = frozenset("0123456789abcdef")
-_TOKEN_KEYS = c.INPUT_TOKENS + c.OUTPUT_TOKENS + c.TOTAL_TOKENS
+_TOKEN_ALIASES = (c.INPUT_TOKENS, c.OUTPUT_TOKENS, c.TOTAL_TOKENS)
+# Counts ClickHouse stores: whole numbers in [0, 1e18) (clickhouse/mapping.py `_count`).
+MAX_COUNT = 1e18
 
 
 class SpanRejected(ValueError):
@@ -99,7 +101,7 @@ class Mapper:
             record,
             capability,
             operation,
-            any(_positive(attributes.get(key)) for key in _TOKEN_KEYS if key in attributes),
+            _reports_tokens(attributes),
             record.exception() if failed else ("", ""),
         )
 
@@ -162,13 +164,38 @@ def _is_id(value: str, length: int) -> bool:
     return len(value) == length and value.strip("0") != "" and _HEX.issuperset(value)
 
 
-def _positive(value: Any) -> bool:
-    """Whether a token attribute reports a usable, non-zero count (as ClickHouse will read it)."""
+def _reports_tokens(attributes: Attributes) -> bool:
+    """Whether the stored row will have tokens: input, output or total, each the
+    first usable count among its aliases, as the mapping view reads them
+    (a row stores input + output + total, all three non-negative)."""
+    for keys in _TOKEN_ALIASES:
+        for key in attributes.present(keys):
+            count = _count(attributes.get(key))
+            if count is not None:
+                if count > 0:
+                    return True
+                break
+    return False
+
+
+def _count(value: Any) -> float | None:
+    """A token attribute's count as the mapping view reads it, else None (unusable: the view tries the next alias).
+
+    The view reads the value's text with toFloat64OrNull, which takes ASCII
+    digits only, with no surrounding space and no underscores (Python's float()
+    takes all three), and keeps whole numbers in [0, 1e18).
+    """
     if isinstance(value, bool) or value is None:
-        return False
+        return None  # the view reads a bool as 'true'/'false'
     if isinstance(value, str):
+        if not value.isascii() or value.strip() != value or "_" in value:
+            return None
         try:
             value = float(value)
         except ValueError:
-            return False
-    return isinstance(value, (int, float)) and value > 0 and float(value).is_integer()
+            return None
+    elif isinstance(value, int):
+        value = float(value)
+    elif not isinstance(value, float):
+        return None
+    return value if 0 <= value < MAX_COUNT and value.is_integer() else None

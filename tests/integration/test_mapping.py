@@ -7,14 +7,15 @@ clickhouse/mapping.py generates), the decisions in Python.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
-from ingest.codec import decode_protobuf
+from ingest.codec import decode_json, decode_protobuf
 from ingest.config import ContextKeys, IngestConfig
 from ingest.mapping import Mapper, SpanRejected
-from tests.support.spans import export_message, new_trace, request, span
+from tests.support.spans import START, export_message, new_trace, request, span, span_id
 
 
 def mapped(pipeline, attributes, resource=None, **kwargs) -> dict:
@@ -336,3 +337,80 @@ def test_remaining_attributes_are_strings_and_bounded(pipeline):
     assert attributes["blob"] == "AAE=" and attributes["empty"] == ""
     assert len(attributes["huge"]) == 16_385 and attributes["huge"].endswith("…")
     assert not {"gen_ai.request.model", "gen_ai.operation.name", "gen_ai.system"} & set(attributes), "mapped keys have columns"
+
+
+def _json_body(trace: str, attributes: dict) -> bytes:
+    """One OTLP/JSON span; ints as intValue strings, the way OTLP/JSON writes them."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return {"boolValue": v}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        if isinstance(v, float):
+            return {"doubleValue": v}
+        return {"stringValue": v}
+
+    span_json = {
+        "traceId": trace,
+        "spanId": span_id(),
+        "name": "span",
+        "startTimeUnixNano": str(START),
+        "endTimeUnixNano": str(START + 1_000_000),
+        "attributes": [{"key": k, "value": value(v)} for k, v in attributes.items()],
+    }
+    return json.dumps(
+        {"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "tests"}, "spans": [span_json]}]}]}
+    ).encode()
+
+
+# Counts that ClickHouse's mapping view reads differently from a plain float():
+# Python decides the nested-call rule ("did this call report tokens?") on the
+# same reading as the stored row, or an outer call storing 0 tokens would beat
+# a leaf that has them.
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        {"gen_ai.usage.input_tokens": 5},
+        {"gen_ai.usage.input_tokens": "5"},
+        {"gen_ai.usage.input_tokens": 5.0},
+        {"gen_ai.usage.input_tokens": 2.5},
+        {"gen_ai.usage.input_tokens": 10**18},  # the view's limit: stored as unknown
+        {"gen_ai.usage.input_tokens": 10**18 - 1},  # rounds to 1e18 as a double, in both
+        {"gen_ai.usage.input_tokens": 10**18 - 2**10},
+        {"gen_ai.usage.output_tokens": "1e18"},
+        {"gen_ai.usage.output_tokens": "1e3"},
+        {"gen_ai.usage.input_tokens": " 5"},  # float() takes these four, ClickHouse does not
+        {"gen_ai.usage.input_tokens": "5\n"},
+        {"gen_ai.usage.input_tokens": "1_000"},
+        {"gen_ai.usage.input_tokens": "\u0661"},
+        {"gen_ai.usage.input_tokens": "nan"},
+        {"gen_ai.usage.input_tokens": "inf"},
+        {"gen_ai.usage.input_tokens": True},
+        {"gen_ai.usage.input_tokens": -3},
+        # the first usable alias decides: a reported 0 hides a later alias...
+        {"gen_ai.usage.input_tokens": 0, "gen_ai.usage.prompt_tokens": 5},
+        # ...an unusable one does not
+        {"gen_ai.usage.input_tokens": -1, "gen_ai.usage.prompt_tokens": 5},
+        {"gen_ai.usage.input_tokens": "x", "llm.token_count.prompt": "7"},
+        {"gen_ai.usage.total_tokens": 3},
+        {"gen_ai.usage.total_tokens": 0, "gen_ai.usage.input_tokens": 0},
+        {"gen_ai.usage.total_tokens": 10**18, "gen_ai.usage.output_tokens": 0},
+    ],
+)
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_reported_tokens_are_read_as_the_stored_row_reads_them(pipeline, tokens, encoding):
+    trace = new_trace()
+    attributes = {"gen_ai.operation.name": "chat", **tokens}
+    if encoding == "protobuf":
+        records = decode_protobuf(request(span(attributes, trace=trace)))
+    else:
+        records = decode_json(_json_body(trace, attributes))
+    mapper = Mapper(IngestConfig())
+    (record,) = records
+    decided = mapper.model_call(record, *mapper.capability(record)).has_tokens
+    result = pipeline.service.export(records)
+    assert result.rejected_spans == 0, result.error_message
+    row = pipeline.only(trace)
+    stored = row["input_tokens"] + row["output_tokens"] + row["total_tokens"] > 0
+    assert decided == stored, (decided, {c: row[c] for c in TOKEN_COLUMNS})
