@@ -146,11 +146,36 @@ class Attributes:
     def get(self, key: str) -> Any:
         raise NotImplementedError
 
+    def texts(self, keys: Iterable[str]) -> dict[str, str]:
+        """The non-empty values of those of `keys` that are set, as text (context values)."""
+        found = {}
+        for key in self.present(keys):
+            value = self.get(key)
+            if value is not None and value != "":
+                found[key] = value if isinstance(value, str) else str(value)
+        return found
+
 
 class ProtoAttributes(Attributes):
     """Over a upb map of AnyValue messages."""
 
     __slots__ = ()
+
+    def texts(self, keys: Iterable[str]) -> dict[str, str]:
+        # Every span's context is read this way: a string value (nearly all of
+        # them) costs one map access and one field read, not a get().
+        values = self._values
+        found = {}
+        for key in keys:
+            if key in values:
+                text = values[key].string_value
+                if not text:
+                    value = self.get(key)
+                    if value is None or value == "":
+                        continue
+                    text = value if isinstance(value, str) else str(value)
+                found[key] = text
+        return found
 
     def get(self, key: str) -> Any:
         value = self._values.get(key)

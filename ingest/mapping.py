@@ -35,7 +35,9 @@ class SpanRejected(ValueError):
     """An AI span that cannot be stored; counted in the export's partial success."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per call, and a frozen dataclass's __init__ costs four
+# times as much (object.__setattr__ per field). Nothing changes it after it is built.
+@dataclass(slots=True)
 class ModelCall:
     """A span that records a model call, with what Python knows about it."""
 
@@ -80,13 +82,10 @@ class Mapper:
 
     def context_values(self, attributes: Attributes | Mapping[str, Any]) -> dict[str, str]:
         """The configured context keys present on one span or resource, as strings."""
+        if isinstance(attributes, Attributes):
+            return attributes.texts(self._context_key_list)
         found = {}
-        present = (
-            attributes.present(self._context_key_list)
-            if isinstance(attributes, Attributes)
-            else [key for key in self._context_key_list if key in attributes]
-        )
-        for key in present:
+        for key in self._context_key_list:
             value = attributes.get(key)
             if value is not None and value != "":
                 found[key] = value if isinstance(value, str) else str(value)
@@ -169,12 +168,13 @@ def _reports_tokens(attributes: Attributes) -> bool:
     first usable count among its aliases, as the mapping view reads them
     (a row stores input + output + total, all three non-negative)."""
     for keys in _TOKEN_ALIASES:
-        for key in attributes.present(keys):
-            count = _count(attributes.get(key))
-            if count is not None:
-                if count > 0:
-                    return True
-                break
+        for key in keys:
+            if key in attributes:
+                count = _count(attributes.get(key))
+                if count is not None:
+                    if count > 0:
+                        return True
+                    break
     return False
 
 

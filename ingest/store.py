@@ -12,7 +12,8 @@ from typing import Protocol
 from ingest.mapping import ModelCall
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like ModelCall: one per stored row. Nothing changes it after it is built.
+@dataclass(slots=True)
 class StagedCall:
     """A model call to store: its version and its resolved context (CONTEXT_FIELDS order)."""
 
