@@ -117,7 +117,7 @@ class SpanRecord:
                         attributes = ProtoAttributes(view.attributes)
                         return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
                 elif isinstance(event, dict) and event.get("name") == "exception":
-                    attributes, _ = _json_attributes(event.get("attributes"))
+                    attributes = JsonAttributes(_json_attributes(event.get("attributes"))[0])
                     return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
             except (DecodeError, RecursionError, TypeError, ValueError):
                 continue

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from google.protobuf.json_format import MessageToJson
+
 from ingest.codec import decode_json, decode_protobuf
 from ingest.config import ContextKeys, IngestConfig
 from ingest.mapping import Mapper, SpanRejected
@@ -182,6 +184,23 @@ def test_failure_from_status_with_exception_event(pipeline):
         pipeline, {"gen_ai.operation.name": "chat"}, status_code=2, status_message="", exception=("openai.NotFoundError", "model not found")
     )
     assert (row["succeeded"], row["error_type"], row["error_message"]) == (False, "openai.NotFoundError", "model not found")
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json", "json, general path"])
+def test_the_exception_event_is_read_in_every_encoding(pipeline, encoding):
+    trace = new_trace()
+    # A bytes attribute sends an OTLP/JSON body down the general path (it is rewritten as a string).
+    extra = {"blob": b"\x01"} if encoding == "json, general path" else {}
+    message = export_message(
+        span({"gen_ai.operation.name": "chat", **extra}, trace=trace, status_code=2, exception=("openai.RateLimitError", "slow down"))
+    )
+    if encoding == "protobuf":
+        records = decode_protobuf(message.SerializeToString())
+    else:  # proto3 JSON: base64 ids and enum names, which OTLP/JSON decoding also takes
+        records = decode_json(MessageToJson(message).encode())
+    assert pipeline.service.export(records).rejected_spans == 0
+    row = pipeline.only(trace)
+    assert (row["succeeded"], row["error_type"], row["error_message"]) == (False, "openai.RateLimitError", "slow down")
 
 
 def test_failure_from_error_type_alone(pipeline):
