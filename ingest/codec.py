@@ -6,10 +6,11 @@ it needs) plus the span's `payload` for ClickHouse, which maps everything
 else (see clickhouse/incoming_span.proto):
 - protobuf: the span's exact bytes, cut out of the request by `ingest.wire`'s
   views, never re-encoded;
-- JSON: the span's name, status and attributes as a normalised dict, written
-  as JSONEachRow. JSON is parsed with orjson: OTLP/JSON differs from proto3
-  JSON (hex ids, integer enums), so json_format does not fit, and orjson is
-  several times faster than the standard library on these bodies.
+- JSON: the span's name, status and attributes in the one shape ClickHouse
+  parses, written as JSONEachRow. OTLP/JSON differs from proto3 JSON (hex
+  ids, integer enums), so json_format does not fit. A body in the form
+  exporters write is decoded in one typed pass by msgspec (`_decode_canonical`);
+  any other is parsed with orjson and checked value by value.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import binascii
 import json
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Union
 
+import msgspec
 import orjson
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
@@ -100,7 +102,8 @@ class SpanRecord:
         self.events: Any = events
         self.resource: Resource = resource
         self.scope: Scope = scope
-        self.payload: bytes | dict = payload
+        # protobuf: the span's bytes; JSON: a dict, or the canonical path's encoded JSON
+        self.payload: bytes | dict | orjson.Fragment = payload
 
     def exception(self) -> tuple[str, str]:
         """(type, message) of the span's first readable exception event, or empty strings.
@@ -118,6 +121,9 @@ class SpanRecord:
                         return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
                 elif isinstance(event, dict) and event.get("name") == "exception":
                     attributes = JsonAttributes(_json_attributes(event.get("attributes"))[0])
+                    return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
+                elif isinstance(event, _Event) and event.name == "exception":
+                    attributes = CanonicalAttributes({kv.key: kv.value for kv in event.attributes})
                     return _text(attributes.get("exception.type")), _text(attributes.get("exception.message"))
             except (DecodeError, RecursionError, TypeError, ValueError):
                 continue
@@ -296,6 +302,12 @@ def _service_only(raw_resource: bytes) -> bytes:
 
 
 def decode_json(body: bytes) -> list[SpanRecord]:
+    records = _decode_canonical(body)
+    return records if records is not None else _decode_general(body)
+
+
+def _decode_general(body: bytes) -> list[SpanRecord]:
+    """Any OTLP/JSON body, in camelCase or snake_case, each value checked and normalised."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -540,6 +552,250 @@ def _json_id(value: Any, field: str) -> str:
 
 def _type_error(field: str, value: Any) -> Any:
     raise TypeError(f"{field} has the wrong type ({type(value).__name__})")
+
+
+# --- JSON in the form exporters write ----------------------------------------
+#
+# OTLP/JSON exporters write one form: camelCase keys, one member per AnyValue,
+# 64-bit integers as short decimal strings. msgspec decodes that form straight
+# into the structs below, checking every value in C: half the cost of orjson
+# plus `_json_attributes` (README, "What the ingest targets need"). The
+# structs are strict: unknown keys, nulls, numbers out of range, two members in
+# one AnyValue, and every value the general path would rewrite are refused. So
+# a body they take is one the general path takes too, decoded to the same
+# records (tests/unit/test_json_canonical.py compares the two); any other body
+# goes to the general path, which decodes it or names its problem.
+
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+_UNSET = msgspec.UNSET
+_Unset = msgspec.UnsetType
+
+
+def _short_digits(text: str) -> bool:
+    """An intValue string that ClickHouse reads as it is (`_json_value` keeps such strings)."""
+    return len(text) < 19 and text.isascii() and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit()))
+
+
+def _check_members(value: _Scalar | _Value, others: int) -> None:
+    # Raised inside msgspec's decode, which then refuses the body: the general path takes it.
+    members = others + (value.stringValue is not _UNSET) + (value.boolValue is not _UNSET)
+    members += (value.intValue is not _UNSET) + (value.doubleValue is not _UNSET)
+    if members > 1:
+        raise ValueError("more than one member in an AnyValue")
+    if isinstance(value.intValue, str) and not _short_digits(value.intValue):
+        raise ValueError("an intValue that the general path converts")
+
+
+class _Scalar(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """A value inside an arrayValue or kvlistValue: the general path keeps only scalars there."""
+
+    stringValue: Union[str, _Unset] = _UNSET
+    boolValue: Union[bool, _Unset] = _UNSET
+    intValue: Union[_INT64, str, _Unset] = _UNSET
+    doubleValue: Union[float, _Unset] = _UNSET
+
+    def __post_init__(self) -> None:
+        _check_members(self, 0)
+
+
+class _Array(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    values: list[_Scalar] = []
+
+
+class _NestedKeyValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    key: str
+    value: _Scalar = _Scalar()
+
+
+class _KeyValueList(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    values: list[_NestedKeyValue] = []
+
+
+class _Value(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """An attribute's AnyValue. bytesValue is not here: the general path rewrites it as a string."""
+
+    stringValue: Union[str, _Unset] = _UNSET
+    boolValue: Union[bool, _Unset] = _UNSET
+    intValue: Union[_INT64, str, _Unset] = _UNSET
+    doubleValue: Union[float, _Unset] = _UNSET
+    arrayValue: Union[_Array, _Unset] = _UNSET
+    kvlistValue: Union[_KeyValueList, _Unset] = _UNSET
+
+    def __post_init__(self) -> None:
+        _check_members(self, (self.arrayValue is not _UNSET) + (self.kvlistValue is not _UNSET))
+
+
+class _KeyValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    key: str
+    value: _Value = _Value()
+
+
+class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    timeUnixNano: Union[int, str] = 0
+    name: str = ""
+    attributes: list[_KeyValue] = []
+    droppedAttributesCount: int = 0
+
+
+class _Link(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    traceId: str = ""
+    spanId: str = ""
+    traceState: str = ""
+    attributes: list[_KeyValue] = []
+    droppedAttributesCount: int = 0
+    flags: int = 0
+
+
+class _Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    code: Union[_INT64, str] = 0
+    message: str = ""
+
+
+class _Span(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    traceId: str = ""
+    spanId: str = ""
+    traceState: str = ""
+    parentSpanId: str = ""
+    flags: int = 0
+    name: str = ""
+    kind: Union[_INT64, str] = 0
+    startTimeUnixNano: Union[int, str] = 0
+    endTimeUnixNano: Union[int, str] = 0
+    attributes: list[_KeyValue] = []
+    droppedAttributesCount: int = 0
+    events: list[_Event] = []
+    droppedEventsCount: int = 0
+    links: list[_Link] = []
+    droppedLinksCount: int = 0
+    status: _Status = _Status()
+
+
+class _Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    name: str = ""
+    version: str = ""
+    attributes: list[_KeyValue] = []
+    droppedAttributesCount: int = 0
+
+
+class _Resource(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    attributes: list[_KeyValue] = []
+    droppedAttributesCount: int = 0
+
+
+class _ScopeSpans(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    scope: _Scope = _Scope()
+    spans: list[_Span] = []
+    schemaUrl: str = ""
+
+
+class _ResourceSpans(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    resource: _Resource = _Resource()
+    scopeSpans: list[_ScopeSpans] = []
+    schemaUrl: str = ""
+
+
+class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    resourceSpans: list[_ResourceSpans] = []
+
+
+_CANONICAL = msgspec.json.Decoder(_Request)
+_PAYLOAD = msgspec.json.Encoder()
+
+
+class CanonicalAttributes(Attributes):
+    """Over a dict of `_Value` structs: reads them as `JsonAttributes` reads the general path's dicts."""
+
+    __slots__ = ()
+
+    def get(self, key: str) -> Any:
+        value = self._values.get(key)
+        if value is None:
+            return None
+        if value.stringValue is not _UNSET:
+            return value.stringValue
+        if value.boolValue is not _UNSET:
+            return value.boolValue
+        if value.intValue is not _UNSET:
+            return int(value.intValue)
+        if value.doubleValue is not _UNSET:
+            return value.doubleValue
+        if value.arrayValue is not _UNSET:
+            return json.dumps([_canonical_scalar(item) for item in value.arrayValue.values])
+        if value.kvlistValue is not _UNSET:
+            return json.dumps({kv.key: _canonical_scalar(kv.value) for kv in value.kvlistValue.values})
+        return None
+
+    def texts(self, keys: Iterable[str]) -> dict[str, str]:
+        # As Attributes.texts, with a string value (nearly all) read directly.
+        values = self._values
+        found = {}
+        for key in keys:
+            if key in values:
+                text = values[key].stringValue
+                if text is _UNSET:
+                    value = self.get(key)
+                    if value is None or value == "":
+                        continue
+                    text = value if isinstance(value, str) else str(value)
+                elif not text:
+                    continue
+                found[key] = text
+        return found
+
+
+def _canonical_scalar(value: _Scalar) -> Any:
+    for member in (value.stringValue, value.boolValue, value.intValue, value.doubleValue):
+        if member is not _UNSET:
+            return member
+    return None
+
+
+def _decode_canonical(body: bytes) -> list[SpanRecord] | None:
+    """The records of a body in the canonical form, else None (the general path decides)."""
+    try:
+        request = _CANONICAL.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    records: list[SpanRecord] = []
+    append = records.append
+    try:
+        for resource_spans in request.resourceSpans:
+            resource_attributes = resource_spans.resource.attributes
+            service = next((kv for kv in resource_attributes if kv.key == SERVICE_NAME), None)
+            resource = Resource(
+                CanonicalAttributes({kv.key: kv.value for kv in resource_attributes}),
+                {"attributes": [msgspec.to_builtins(service)] if service else []},
+            )
+            for scope_spans in resource_spans.scopeSpans:
+                name, version = scope_spans.scope.name, scope_spans.scope.version
+                scope = Scope(name, version, {"name": name, "version": version})
+                for span in scope_spans.spans:
+                    attributes = span.attributes
+                    status_code = _json_enum(span.status.code, _STATUS_NAMES, "status.code")
+                    append(
+                        SpanRecord(
+                            _json_id(span.traceId, "traceId"),
+                            _json_id(span.spanId, "spanId"),
+                            _json_id(span.parentSpanId, "parentSpanId"),
+                            span.name,
+                            _json_time(span.startTimeUnixNano, "startTimeUnixNano"),
+                            _json_time(span.endTimeUnixNano, "endTimeUnixNano"),
+                            status_code,
+                            CanonicalAttributes({kv.key: kv.value for kv in attributes}),
+                            span.events,
+                            resource,
+                            scope,
+                            orjson.Fragment(_PAYLOAD.encode({
+                                "name": span.name,
+                                "attributes": attributes,
+                                "status": {"code": status_code, "message": span.status.message},
+                            })),
+                        )
+                    )
+    except (TypeError, ValueError):
+        return None  # a time or status code the general path reports with its place
+    return records
 
 
 # --- replies ----------------------------------------------------------------
