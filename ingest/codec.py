@@ -623,7 +623,14 @@ class _Value(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fie
     kvlistValue: Union[_KeyValueList, _Unset] = _UNSET
 
     def __post_init__(self) -> None:
-        _check_members(self, (self.arrayValue is not _UNSET) + (self.kvlistValue is not _UNSET))
+        # Run for every attribute: a string (nearly all of them) is checked inline.
+        if self.stringValue is _UNSET:
+            _check_members(self, (self.arrayValue is not _UNSET) + (self.kvlistValue is not _UNSET))
+        elif (
+            self.boolValue is not _UNSET or self.intValue is not _UNSET or self.doubleValue is not _UNSET
+            or self.arrayValue is not _UNSET or self.kvlistValue is not _UNSET
+        ):
+            raise ValueError("more than one member in an AnyValue")
 
 
 class _KeyValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
