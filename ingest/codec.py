@@ -152,13 +152,23 @@ class Attributes:
     def get(self, key: str) -> Any:
         raise NotImplementedError
 
+    # The member of a stored value that holds a string value: `texts` reads it
+    # directly, without a get(), for a string (nearly every context value).
+    _string_member: str | None = None
+
     def texts(self, keys: Iterable[str]) -> dict[str, str]:
         """The non-empty values of those of `keys` that are set, as text (context values)."""
+        values, member = self._values, self._string_member
         found = {}
-        for key in self.present(keys):
-            value = self.get(key)
-            if value is not None and value != "":
-                found[key] = value if isinstance(value, str) else str(value)
+        for key in keys:
+            if key in values:
+                text = getattr(values[key], member) if member else None
+                if type(text) is not str or not text:
+                    value = self.get(key)
+                    if value is None or value == "":
+                        continue
+                    text = value if isinstance(value, str) else str(value)
+                found[key] = text
         return found
 
 
@@ -166,22 +176,7 @@ class ProtoAttributes(Attributes):
     """Over a upb map of AnyValue messages."""
 
     __slots__ = ()
-
-    def texts(self, keys: Iterable[str]) -> dict[str, str]:
-        # Every span's context is read this way: a string value (nearly all of
-        # them) costs one map access and one field read, not a get().
-        values = self._values
-        found = {}
-        for key in keys:
-            if key in values:
-                text = values[key].string_value
-                if not text:
-                    value = self.get(key)
-                    if value is None or value == "":
-                        continue
-                    text = value if isinstance(value, str) else str(value)
-                found[key] = text
-        return found
+    _string_member = "string_value"
 
     def get(self, key: str) -> Any:
         value = self._values.get(key)
@@ -714,6 +709,7 @@ class CanonicalAttributes(Attributes):
     """Over a dict of `_Value` structs: reads them as `JsonAttributes` reads the general path's dicts."""
 
     __slots__ = ()
+    _string_member = "stringValue"
 
     def get(self, key: str) -> Any:
         value = self._values.get(key)
@@ -732,23 +728,6 @@ class CanonicalAttributes(Attributes):
         if value.kvlistValue is not _UNSET:
             return json.dumps({kv.key: _canonical_scalar(kv.value) for kv in value.kvlistValue.values})
         return None
-
-    def texts(self, keys: Iterable[str]) -> dict[str, str]:
-        # As Attributes.texts, with a string value (nearly all) read directly.
-        values = self._values
-        found = {}
-        for key in keys:
-            if key in values:
-                text = values[key].stringValue
-                if text is _UNSET:
-                    value = self.get(key)
-                    if value is None or value == "":
-                        continue
-                    text = value if isinstance(value, str) else str(value)
-                elif not text:
-                    continue
-                found[key] = text
-        return found
 
 
 def _canonical_scalar(value: _Scalar) -> Any:
