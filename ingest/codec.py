@@ -395,9 +395,7 @@ def _json_value(value: Any, nested: bool) -> dict:
         # as they are: a short one of ASCII digits needs no conversion (nor a
         # new object), and every such string is within the 64-bit range.
         member = value.get("intValue")
-        if type(member) is str and len(member) < 19 and member.isascii() and (
-            member.isdigit() or (member[:1] == "-" and member[1:].isdigit())
-        ):
+        if type(member) is str and _short_digits(member):
             return value
     for key, member in value.items():
         kind = _SNAKE.get(key, key)
@@ -568,7 +566,7 @@ _Unset = msgspec.UnsetType
 
 
 def _short_digits(text: str) -> bool:
-    """An intValue string that ClickHouse reads as it is (`_json_value` keeps such strings)."""
+    """An intValue string that ClickHouse reads as it is: within the 64-bit range, ASCII digits only."""
     return len(text) < 19 and text.isascii() and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit()))
 
 
