@@ -20,7 +20,7 @@ import binascii
 import json
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -583,10 +583,10 @@ def _check_members(value: _Scalar | _Value, others: int) -> None:
 class _Scalar(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """A value inside an arrayValue or kvlistValue: the general path keeps only scalars there."""
 
-    stringValue: Union[str, _Unset] = _UNSET
-    boolValue: Union[bool, _Unset] = _UNSET
-    intValue: Union[_INT64, str, _Unset] = _UNSET
-    doubleValue: Union[float, _Unset] = _UNSET
+    stringValue: str | _Unset = _UNSET
+    boolValue: bool | _Unset = _UNSET
+    intValue: _INT64 | str | _Unset = _UNSET
+    doubleValue: float | _Unset = _UNSET
 
     def __post_init__(self) -> None:
         _check_members(self, 0)
@@ -608,12 +608,12 @@ class _KeyValueList(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=
 class _Value(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """An attribute's AnyValue. bytesValue is not here: the general path rewrites it as a string."""
 
-    stringValue: Union[str, _Unset] = _UNSET
-    boolValue: Union[bool, _Unset] = _UNSET
-    intValue: Union[_INT64, str, _Unset] = _UNSET
-    doubleValue: Union[float, _Unset] = _UNSET
-    arrayValue: Union[_Array, _Unset] = _UNSET
-    kvlistValue: Union[_KeyValueList, _Unset] = _UNSET
+    stringValue: str | _Unset = _UNSET
+    boolValue: bool | _Unset = _UNSET
+    intValue: _INT64 | str | _Unset = _UNSET
+    doubleValue: float | _Unset = _UNSET
+    arrayValue: _Array | _Unset = _UNSET
+    kvlistValue: _KeyValueList | _Unset = _UNSET
 
     def __post_init__(self) -> None:
         # Run for every attribute: a string (nearly all of them) is checked inline.
@@ -632,7 +632,7 @@ class _KeyValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=Fals
 
 
 class _Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    timeUnixNano: Union[int, str] = 0
+    timeUnixNano: int | str = 0
     name: str = ""
     attributes: list[_KeyValue] = []
     droppedAttributesCount: int = 0
@@ -648,7 +648,7 @@ class _Link(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 
 
 class _Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    code: Union[_INT64, str] = 0
+    code: _INT64 | str = 0
     message: str = ""
 
 
@@ -659,9 +659,9 @@ class _Span(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     parentSpanId: str = ""
     flags: int = 0
     name: str = ""
-    kind: Union[_INT64, str] = 0
-    startTimeUnixNano: Union[int, str] = 0
-    endTimeUnixNano: Union[int, str] = 0
+    kind: _INT64 | str = 0
+    startTimeUnixNano: int | str = 0
+    endTimeUnixNano: int | str = 0
     attributes: list[_KeyValue] = []
     droppedAttributesCount: int = 0
     events: list[_Event] = []

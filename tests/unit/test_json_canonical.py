@@ -129,6 +129,8 @@ values = st.one_of(
 KEYS = ["gen_ai.operation.name", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "error.type",
         "umbraco.ai.user.id", "user.id", "service.name", "exception.type", "exception.message", "k"]
 keys = st.sampled_from(KEYS) | texts
+
+
 def mostly(canonical: st.SearchStrategy, other: st.SearchStrategy, weight: int = 3) -> st.SearchStrategy:
     """`canonical` `weight` times as often as `other`: one odd part sends the whole body to the general path."""
     return st.integers(0, weight).flatmap(lambda pick: other if pick == 0 else canonical)
