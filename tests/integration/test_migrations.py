@@ -106,3 +106,38 @@ def test_the_daily_backfill_rolls_up_what_is_stored_once(fresh):
         client.command(backfill)
     rows = client.query("SELECT dimension, toString(day), key, sum(requests), sum(duration_ns) FROM usage_daily GROUP BY ALL ORDER BY ALL").result_rows
     assert rows == [("all", "2025-01-01 00:00:00", "", 5, 1500), ("user", "2025-01-02 00:00:00", "u", 1, 5)]
+
+
+def test_the_rollup_keys_become_low_cardinality_with_their_rows_kept(fresh, monkeypatch):
+    before = [m for m in available() if m.name != "rollup_low_cardinality"]
+    monkeypatch.setattr("clickhouse.migrate.available", lambda: before)
+    migrate(fresh.client(), retention_days=0)
+    client = fresh.client()
+    client.command(
+        "INSERT INTO usage_hourly VALUES ('user', '2025-01-01 10:00:00', 'u1', 'Ada', 3, 30, 3, 33, 2, 1, 900), "
+        "('user', '2025-01-01 11:00:00', 'u2', '', 2, 20, 2, 22, 2, 0, 600)"
+    )
+
+    def stored() -> list[tuple]:
+        return client.query(
+            "SELECT key, name, day, sum(requests) FROM usage_daily GROUP BY ALL "
+            "UNION ALL SELECT key, name, hour, sum(requests) FROM usage_hourly GROUP BY ALL ORDER BY ALL"
+        ).result_rows
+
+    def key_types() -> set[str]:
+        return {
+            row[0]
+            for row in client.query(
+                "SELECT type FROM system.columns WHERE database = currentDatabase() "
+                "AND table IN ('usage_hourly', 'usage_daily') AND name IN ('key', 'name')"
+            ).result_rows
+        }
+
+    rows = stored()
+    assert key_types() == {"String"}
+    monkeypatch.undo()
+    assert [m.name for m in migrate(client, retention_days=0)] == ["rollup_low_cardinality"]
+    assert key_types() == {"LowCardinality(String)"}
+    assert stored() == rows and len(rows) == 4
+    client.command("INSERT INTO usage_hourly VALUES ('user', '2025-01-01 10:00:00', 'u1', 'Ada', 1, 0, 0, 0, 1, 0, 1)")
+    assert client.query("SELECT sum(requests) FROM usage_daily WHERE key = 'u1'").result_rows == [(4,)]
