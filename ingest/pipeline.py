@@ -242,7 +242,12 @@ class IngestService:
 
         # Every span of a trace with a call or a context span here counts: the spans
         # between a stored call and its ancestor may come in the ancestor's export.
-        traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context}
+        # Not a direct call's own context: it is the trace's only span here, and
+        # its context is already applied; remembering its trace here as well
+        # would hide the call (kept with the roots) from a nested call that
+        # comes later, and both would count.
+        direct_traces = {candidate.call.record.trace_id for _, candidate in direct}
+        traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
         trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
         return direct, tracked, trace_facts
 
