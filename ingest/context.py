@@ -13,6 +13,9 @@ it has tokens and the leaf has none).
 
 Memory is bounded: a trace is remembered for `window_seconds` after it was
 last touched, and at most `max_traces` traces are kept (oldest dropped first).
+Plain spans (no call, no tags) of traces not remembered yet need no write;
+their parent links are kept apart, bounded the same way (`LinkMemory`), so
+that a call exported after them still reaches its ancestors.
 An ancestor that arrives for a trace no longer remembered (after a restart, at
 another ingest process, or past the window) is still applied: the committer
 reads the trace's stored operations back (`adopted`). Not when this process
@@ -22,6 +25,7 @@ earlier process saw: README, "Late context across restarts and processes".
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -112,6 +116,62 @@ class Plan:
 
 # Traces (and root calls) memory holds at most, by default.
 MAX_TRACES = 200_000
+# Parent links LinkMemory keeps at most: per trace (a trace of plain spans can
+# be huge) and in all (about 150 bytes each).
+MAX_LINKS_PER_TRACE = 1_000
+MAX_LINKS = 1_000_000
+
+
+class LinkMemory:
+    """Parent links of plain spans (no model call, no context tags) of traces nobody remembers yet.
+
+    Such a span needs no write, but it may be the only link between a call
+    exported later and that call's ancestors (or an outer call): without it
+    the call would miss their context, and two nested calls would both count.
+    The request threads (an export with nothing to store never reaches the
+    writer) and the writer add links here; the resolver reads a trace's links
+    when a commit touches that trace. Links are kept, not taken, so a commit
+    that is undone reads them again. Bounded like the resolver's memory.
+    """
+
+    def __init__(self, window_seconds: float, max_traces: int, clock: Callable[[], float], max_links: int = MAX_LINKS):
+        self.window = window_seconds
+        self.max_traces = max_traces
+        self.max_links = max_links
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._traces: OrderedDict[str, tuple[float, dict[str, str]]] = OrderedDict()
+        self._count = 0  # links held, over all traces
+
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def add(self, facts: Iterable[SpanFact]) -> None:
+        with self._lock:
+            now = self.clock()
+            traces = self._traces
+            for fact in facts:
+                entry = traces.get(fact.trace_id)
+                links = entry[1] if entry is not None else {}
+                if len(links) < MAX_LINKS_PER_TRACE and fact.span_id not in links:
+                    links[fact.span_id] = fact.parent_span_id
+                    self._count += 1
+                traces[fact.trace_id] = (now, links)
+                traces.move_to_end(fact.trace_id)
+            cutoff = now - self.window
+            while traces and (
+                len(traces) > self.max_traces or self._count > self.max_links or next(iter(traces.values()))[0] < cutoff
+            ):
+                self._count -= len(traces.popitem(last=False)[1][1])
+
+    def links(self, trace_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """The links kept for those of `trace_ids` that have any."""
+        with self._lock:
+            traces = self._traces
+            if not traces:
+                return {}
+            return {trace_id: dict(traces[trace_id][1]) for trace_id in trace_ids if trace_id in traces}
+
 
 
 class ContextResolver:
@@ -131,6 +191,7 @@ class ContextResolver:
         # Root calls stored without trace memory (the common case: nothing to
         # wait for), kept compactly in case a call nested in one arrives later.
         self._roots: OrderedDict[str, tuple[str, OpInfo]] = OrderedDict()
+        self.links = LinkMemory(window_seconds, max_traces, clock)
 
     def knows(self, trace_id: str) -> bool:
         return trace_id in self._traces or trace_id in self._roots
@@ -321,6 +382,12 @@ class ContextResolver:
                 trace.root = fact.span_id
             if fact.context:
                 trace.contexts[fact.span_id] = fact.context
+        for trace_id, links in self.links.links(touched).items():
+            trace = self._traces[trace_id]
+            for span_id, parent in links.items():
+                trace.parents.setdefault(span_id, parent)
+                if not parent and not trace.root:
+                    trace.root = span_id
         return touched
 
     def _desired(self, trace: TraceState, ops: dict[str, OpInfo]) -> dict[str, Desired]:

@@ -127,6 +127,8 @@ class IngestService:
         if mapped.candidates or any(fact.context or self.resolver.knows(fact.trace_id) for fact in mapped.facts):
             ticket = self.batcher.offer(mapped, max(len(mapped.candidates), 1))
             ticket.wait(self.config.export_timeout_seconds)
+        elif mapped.facts:
+            self.resolver.links.add(mapped.facts)  # nothing to store, but a link a later call may need
         return ExportResult(len(mapped.candidates), len(rejections), _rejection_message(rejections))
 
     def map(self, spans: list[SpanRecord]) -> tuple[MappedExport, list[str]]:
@@ -248,7 +250,14 @@ class IngestService:
         # comes later, and both would count.
         direct_traces = {candidate.call.record.trace_id for _, candidate in direct}
         traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
-        trace_facts = [f for f in facts if f.trace_id in traces or self.resolver.knows(f.trace_id)]
+        trace_facts, plain = [], []
+        for fact in facts:
+            if fact.trace_id in traces or self.resolver.knows(fact.trace_id):
+                trace_facts.append(fact)
+            elif fact.trace_id not in direct_traces:  # a direct call is remembered with the roots
+                plain.append(fact)
+        if plain:
+            self.resolver.links.add(plain)
         return direct, tracked, trace_facts
 
 

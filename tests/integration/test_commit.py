@@ -160,6 +160,33 @@ def test_a_lone_outer_call_with_its_own_context_gives_way_to_its_leaf_arriving_l
     assert pipeline.net(trace) == 1 and pipeline.net(trace, "input_tokens") == 10
 
 
+def test_a_plain_span_exported_before_the_rest_of_its_trace_still_links_a_later_call(pipeline):
+    """A span with no call and no tags, first of its trace to arrive, needs no
+    write; its link is still remembered for the call exported after it."""
+    trace = new_trace()
+    tagged = span(UMBRACO, trace=trace, parent=span_id())  # not the root: its parent is in another service
+    middle = span({"http.method": "POST"}, trace=trace, parent=ids(tagged))
+    chat = span(CHAT, trace=trace, parent=ids(middle))
+    commits = pipeline.service.batcher.stats["commits"]
+    pipeline.send(request(middle))
+    assert pipeline.service.batcher.stats["commits"] == commits, "nothing to store yet"
+    pipeline.send(request(tagged))
+    pipeline.send(request(chat))
+    assert pipeline.only(trace)["profile_id"] == "profile-1"
+
+
+def test_a_plain_span_between_two_calls_arriving_first_keeps_one_count(pipeline):
+    trace = new_trace()
+    outer = span(CHAT, trace=trace, parent=span_id())
+    middle = span({"http.method": "POST"}, trace=trace, parent=ids(outer))
+    inner = span(CHAT, trace=trace, parent=ids(middle))
+    pipeline.send(request(middle))
+    pipeline.send(request(outer))
+    pipeline.send(request(inner))
+    assert pipeline.only(trace)["span_id"] == ids(inner)
+    assert pipeline.net(trace) == 1
+
+
 def test_an_outer_call_with_tokens_wins_over_a_leaf_without(pipeline):
     trace = new_trace()
     outer = span(CHAT, trace=trace)
