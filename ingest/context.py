@@ -188,30 +188,37 @@ class ContextResolver:
         self.clock = clock
         self._traces: OrderedDict[str, TraceState] = OrderedDict()
         self._seen_at: dict[str, float] = {}
-        # Root calls stored without trace memory (the common case: nothing to
-        # wait for), kept compactly in case a call nested in one arrives later.
-        self._roots: OrderedDict[str, tuple[str, OpInfo]] = OrderedDict()
+        # Calls stored without trace memory (the common case: nothing to wait
+        # for), by trace, kept compactly in case a call nested in one of them
+        # or an ancestor arrives later.
+        self._roots: OrderedDict[str, tuple[tuple[str, OpInfo], ...]] = OrderedDict()
         self.links = LinkMemory(window_seconds, max_traces, clock)
 
     def knows(self, trace_id: str) -> bool:
         return trace_id in self._traces or trace_id in self._roots
 
-    def remember_root(self, staged: StagedCall, own: Mapping[str, str], resource: Mapping[str, str]) -> None:
-        """Note a root call stored directly; bounded like the trace memory."""
-        record = staged.call.record
-        info = OpInfo(
-            timestamp_ns=record.start_ns,
-            parent="",
-            has_tokens=staged.call.has_tokens,
-            own_context=own,
-            resource_context=resource,
-            version=staged.version,
-            counted=True,
-            context=staged.context,
-        )
-        self._roots[record.trace_id] = (record.span_id, info)
-        while len(self._roots) > self.max_traces:
-            self._roots.popitem(last=False)
+    def remember_direct(self, stored: Iterable[tuple[StagedCall, Candidate]]) -> None:
+        """Note calls stored directly (see IngestService._direct_traces), by trace,
+        compactly; bounded like the trace memory."""
+        by_trace: dict[str, list[tuple[str, OpInfo]]] = {}
+        for staged, candidate in stored:
+            record = staged.call.record
+            info = OpInfo(
+                timestamp_ns=record.start_ns,
+                parent=record.parent_span_id,
+                has_tokens=staged.call.has_tokens,
+                own_context=candidate.own_context,
+                resource_context=candidate.resource_context,
+                version=staged.version,
+                counted=True,
+                context=staged.context,
+            )
+            by_trace.setdefault(record.trace_id, []).append((record.span_id, info))
+        roots = self._roots
+        for trace_id, calls in by_trace.items():
+            roots[trace_id] = tuple(calls)
+        while len(roots) > self.max_traces:
+            roots.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._traces)
@@ -360,15 +367,16 @@ class ContextResolver:
         """Record the links and context tags of the spans of every trace this commit touches."""
         touched = {c.call.record.trace_id for c in candidates}
         facts = list(facts)
-        touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces)
+        # A trace remembered with the roots opens too: the links of its later spans count.
+        touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces or f.trace_id in self._roots)
         now = self.clock()
         for trace_id in touched:
             if trace_id not in self._traces:
                 self._traces[trace_id] = state = TraceState()
-                root = self._roots.pop(trace_id, None)
-                if root is not None:
-                    span_id, info = root
-                    state.ops[span_id], state.parents[span_id], state.root = info, "", span_id
+                for span_id, info in self._roots.pop(trace_id, ()):
+                    state.ops[span_id], state.parents[span_id] = info, info.parent
+                    if not info.parent:
+                        state.root = span_id
                     if info.own_context:
                         state.contexts[span_id] = info.own_context
             self._traces.move_to_end(trace_id)

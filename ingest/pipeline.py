@@ -199,8 +199,7 @@ class IngestService:
                 with self._python_slot.writer():
                     plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
             self.resolver.apply(plan)
-            for staged, candidate in direct:
-                self.resolver.remember_root(staged, candidate.own_context, candidate.resource_context)
+            self.resolver.remember_direct(direct)
         except BaseException:
             undo()
             raise
@@ -221,15 +220,13 @@ class IngestService:
     def _split(
         self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
     ) -> tuple[list[tuple[StagedCall, Candidate]], list[Candidate], list[SpanFact]]:
-        """Root calls stored as they are, the calls the resolver decides, and the span facts it needs."""
-        # A root call alone in its trace, in a trace nobody remembers, has no
-        # ancestor to wait for: store it as it is, without trace memory.
-        spans_per_trace = Counter(fact.trace_id for fact in facts)
+        """Calls stored as they are, the calls the resolver decides, and the span facts it needs."""
+        direct_traces = self._direct_traces(candidates, facts, stored)
         direct: list[tuple[StagedCall, Candidate]] = []
         tracked: list[Candidate] = []
         for candidate in candidates:
             record = candidate.call.record
-            if record.parent_span_id or spans_per_trace[record.trace_id] > 1 or self.resolver.knows(record.trace_id):
+            if record.trace_id not in direct_traces:
                 tracked.append(candidate)
                 continue
             state = stored.get(candidate.key)
@@ -244,21 +241,55 @@ class IngestService:
 
         # Every span of a trace with a call or a context span here counts: the spans
         # between a stored call and its ancestor may come in the ancestor's export.
-        # Not a direct call's own context: it is the trace's only span here, and
-        # its context is already applied; remembering its trace here as well
-        # would hide the call (kept with the roots) from a nested call that
+        # Not a direct call's own context: its trace's spans here are its calls,
+        # whose context is already applied; remembering the trace here as well
+        # would hide the calls (kept with the roots) from a nested call that
         # comes later, and both would count.
-        direct_traces = {candidate.call.record.trace_id for _, candidate in direct}
         traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
         trace_facts, plain = [], []
         for fact in facts:
             if fact.trace_id in traces or self.resolver.knows(fact.trace_id):
                 trace_facts.append(fact)
-            elif fact.trace_id not in direct_traces:  # a direct call is remembered with the roots
+            elif fact.trace_id not in direct_traces:  # direct calls are remembered with the roots
                 plain.append(fact)
         if plain:
             self.resolver.links.add(plain)
         return direct, tracked, trace_facts
+
+    def _direct_traces(
+        self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
+    ) -> set[str]:
+        """Traces whose calls count as they are, with their own and their resource's context.
+
+        In a trace nobody remembers whose only spans in this group are its
+        calls, that is so for a root call alone, and for calls side by side
+        under an ancestor not seen yet (the common case: Umbraco.AI's request
+        span ends, so is exported, after its calls): none is the root (the
+        root would wrap the others) or another's parent, and nothing is known
+        above them. The resolver would decide the same, at several times the
+        cost; the calls are remembered compactly with the roots, so that a
+        nested call or an ancestor that comes later still finds them. Calls
+        stored before take the resolver's path, except a lone root's retry.
+        """
+        calls_of: dict[str, list[Candidate]] = {}
+        for candidate in candidates:
+            calls_of.setdefault(candidate.call.record.trace_id, []).append(candidate)
+        spans_per_trace = Counter(fact.trace_id for fact in facts)
+        direct = set()
+        knows = self.resolver.knows
+        for trace_id, calls in calls_of.items():
+            if spans_per_trace[trace_id] != len(calls) or knows(trace_id):
+                continue
+            if len(calls) == 1 and not calls[0].call.record.parent_span_id:
+                direct.add(trace_id)  # a root call alone in its trace
+                continue
+            span_ids = {c.call.record.span_id for c in calls}
+            if all(
+                c.call.record.parent_span_id and c.call.record.parent_span_id not in span_ids and c.key not in stored
+                for c in calls
+            ):
+                direct.add(trace_id)
+        return direct
 
 
 def _unique_candidates(exports: list[MappedExport]) -> tuple[list[Candidate], list[SpanFact]]:

@@ -80,7 +80,7 @@ def expected(spans: list[PlannedSpan], resource: dict[str, str]) -> dict[str, tu
             continue
         levels = [s.tags] + [by_id[a].tags for a in ancestors(s) if a in by_id]
         context = []
-        for _, keys in KEYS.items():
+        for keys in KEYS.values():
             found = next((level[key] for key in keys for level in (*levels, resource) if level.get(key)), "")
             context.append(found)
         outcome[s.span_id] = tuple(context)
@@ -132,8 +132,8 @@ def test_any_arrival_order_ends_in_the_state_the_rules_give(make_pipeline, seed)
         rows = rows_of[trace]
         # Live: the +1 row of each (span, version) whose signs sum to 1.
         net_by_version: dict[tuple[str, int], int] = {}
-        for _, span, version, sign, *_ in rows:
-            net_by_version[(span, version)] = net_by_version.get((span, version), 0) + sign
+        for _, span_key, version, sign, *_ in rows:
+            net_by_version[(span_key, version)] = net_by_version.get((span_key, version), 0) + sign
         live = {row[1]: tuple(row[5:]) for row in rows if row[3] > 0 and net_by_version[(row[1], row[2])] > 0}
         assert live == want, (trace, spans)
         assert sum(row[3] for row in rows) == len(want), "every cancelled state is cancelled once"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.context import MAX_LINKS_PER_TRACE, SpanFact, LinkMemory
+from ingest.context import MAX_LINKS_PER_TRACE, LinkMemory, SpanFact
 
 
 class Clock:
