@@ -80,7 +80,7 @@ def expected(spans: list[PlannedSpan], resource: dict[str, str]) -> dict[str, tu
             continue
         levels = [s.tags] + [by_id[a].tags for a in ancestors(s) if a in by_id]
         context = []
-        for keys in KEYS.values():
+        for _, keys in KEYS.items():
             found = next((level[key] for key in keys for level in (*levels, resource) if level.get(key)), "")
             context.append(found)
         outcome[s.span_id] = tuple(context)
