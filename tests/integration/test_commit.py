@@ -136,22 +136,19 @@ def test_nested_model_calls_count_the_leaf(pipeline):
     assert pipeline.net(trace) == 1
 
 
-def test_nested_call_whose_leaf_arrives_later_cancels_the_outer(pipeline):
+@pytest.mark.parametrize(
+    "outer_attributes",
+    [
+        {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10},
+        # A root alone in its export with its own context tags is stored
+        # directly; its tags must not hide it from the leaf, or both would count.
+        {**CHAT, **UMBRACO},
+    ],
+    ids=["plain outer call", "outer call with its own context"],
+)
+def test_nested_call_whose_leaf_arrives_later_cancels_the_outer(pipeline, outer_attributes):
     trace = new_trace()
-    outer = span({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10}, trace=trace)
-    inner = span(CHAT, trace=trace, parent=ids(outer))
-    pipeline.send(request(outer))
-    assert pipeline.net(trace) == 1
-    pipeline.send(request(inner))
-    assert pipeline.only(trace)["span_id"] == ids(inner)
-    assert pipeline.net(trace) == 1 and pipeline.net(trace, "input_tokens") == 10
-
-
-def test_a_lone_outer_call_with_its_own_context_gives_way_to_its_leaf_arriving_later(pipeline):
-    """The outer call is a root alone in its export (stored directly); its own
-    context tags must not hide it from the leaf, or both would count."""
-    trace = new_trace()
-    outer = span({**CHAT, **UMBRACO}, trace=trace)
+    outer = span(outer_attributes, trace=trace)
     inner = span(CHAT, trace=trace, parent=ids(outer))
     pipeline.send(request(outer))
     assert pipeline.net(trace) == 1
