@@ -121,7 +121,7 @@ class Plan:
     read_back: set[str] = field(default_factory=set)
 
 
-# Traces (and root calls) memory holds at most, by default.
+# Traces memory holds at most, by default (and traces of directly stored calls, apart).
 MAX_TRACES = 200_000
 # Parent links LinkMemory keeps at most: per trace (a trace of plain spans can
 # be huge) and in all (about 150 bytes each).
@@ -180,7 +180,6 @@ class LinkMemory:
             return {trace_id: dict(traces[trace_id][1]) for trace_id in trace_ids if trace_id in traces}
 
 
-
 class ContextResolver:
     def __init__(
         self,
@@ -198,11 +197,11 @@ class ContextResolver:
         # Calls stored without trace memory (the common case: nothing to wait
         # for), by trace, kept compactly in case a call nested in one of them
         # or an ancestor arrives later.
-        self._roots: OrderedDict[str, tuple[DirectCall, ...]] = OrderedDict()
+        self._direct_calls: OrderedDict[str, tuple[DirectCall, ...]] = OrderedDict()
         self.links = LinkMemory(window_seconds, max_traces, clock)
 
     def knows(self, trace_id: str) -> bool:
-        return trace_id in self._traces or trace_id in self._roots
+        return trace_id in self._traces or trace_id in self._direct_calls
 
     def remember_direct(self, stored: Iterable[tuple[StagedCall, Candidate]]) -> None:
         """Note calls stored directly (see IngestService._direct_traces), by trace,
@@ -226,11 +225,11 @@ class ContextResolver:
                 by_trace[record.trace_id] = [entry]
             else:
                 calls.append(entry)
-        roots = self._roots
+        direct_calls = self._direct_calls
         for trace_id, calls in by_trace.items():
-            roots[trace_id] = tuple(calls)
-        while len(roots) > self.max_traces:
-            roots.popitem(last=False)
+            direct_calls[trace_id] = tuple(calls)
+        while len(direct_calls) > self.max_traces:
+            direct_calls.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._traces)
@@ -249,20 +248,20 @@ class ContextResolver:
             state = self._traces.get(trace_id)
             traces[trace_id] = (
                 None if state is None else (_snapshot(state), self._seen_at[trace_id]),
-                self._roots.get(trace_id),
+                self._direct_calls.get(trace_id),
             )
 
         def restore() -> None:
-            for trace_id, (kept, root) in traces.items():
+            for trace_id, (kept, direct) in traces.items():
                 if kept is None:
                     self._traces.pop(trace_id, None)
                     self._seen_at.pop(trace_id, None)
                 else:
                     self._traces[trace_id], self._seen_at[trace_id] = kept
-                if root is None:
-                    self._roots.pop(trace_id, None)
+                if direct is None:
+                    self._direct_calls.pop(trace_id, None)
                 else:
-                    self._roots[trace_id] = root
+                    self._direct_calls[trace_id] = direct
 
         return restore
 
@@ -379,13 +378,13 @@ class ContextResolver:
         """Record the links and context tags of the spans of every trace this commit touches."""
         touched = {c.call.record.trace_id for c in candidates}
         facts = list(facts)
-        # A trace remembered with the roots opens too: the links of its later spans count.
-        touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces or f.trace_id in self._roots)
+        # A trace with directly stored calls opens too: the links of its later spans count.
+        touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces or f.trace_id in self._direct_calls)
         now = self.clock()
         for trace_id in touched:
             if trace_id not in self._traces:
                 self._traces[trace_id] = state = TraceState()
-                for span_id, start_ns, parent, has_tokens, own, resource, version, context in self._roots.pop(trace_id, ()):
+                for span_id, start_ns, parent, has_tokens, own, resource, version, context in self._direct_calls.pop(trace_id, ()):
                     state.ops[span_id] = OpInfo(start_ns, parent, has_tokens, own, resource, version=version, counted=True, context=context)
                     state.parents[span_id] = parent
                     if not parent:

@@ -243,14 +243,14 @@ class IngestService:
         # between a stored call and its ancestor may come in the ancestor's export.
         # Not a direct call's own context: its trace's spans here are its calls,
         # whose context is already applied; remembering the trace here as well
-        # would hide the calls (kept with the roots) from a nested call that
+        # would hide the calls (kept compactly, apart) from a nested call that
         # comes later, and both would count.
         traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
         trace_facts, plain = [], []
         for fact in facts:
             if fact.trace_id in traces or self.resolver.knows(fact.trace_id):
                 trace_facts.append(fact)
-            elif fact.trace_id not in direct_traces:  # direct calls are remembered with the roots
+            elif fact.trace_id not in direct_traces:  # direct calls are remembered apart
                 plain.append(fact)
         if plain:
             self.resolver.links.add(plain)
@@ -267,7 +267,7 @@ class IngestService:
         span ends, so is exported, after its calls): none is the root (the
         root would wrap the others) or another's parent, and nothing is known
         above them. The resolver would decide the same, at several times the
-        cost; the calls are remembered compactly with the roots, so that a
+        cost; the calls are remembered compactly, apart, so that a
         nested call or an ancestor that comes later still finds them. Calls
         stored before take the resolver's path, except a lone root's retry.
         """

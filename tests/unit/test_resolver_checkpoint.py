@@ -59,7 +59,7 @@ def memory(service: IngestService):
         trace: (dict(state.parents), dict(state.contexts), dict(state.ops), state.root, state.read_back)
         for trace, state in resolver._traces.items()
     }
-    return traces, dict(resolver._roots), dict(resolver._seen_at)
+    return traces, dict(resolver._direct_calls), dict(resolver._seen_at)
 
 
 def test_undoing_the_last_two_groups_restores_memory_exactly():
