@@ -171,6 +171,12 @@ class LinkMemory:
             ):
                 self._count -= len(traces.popitem(last=False)[1][1])
 
+    def linked(self, trace_ids: Iterable[str]) -> set[str]:
+        """Those of `trace_ids` that have links kept."""
+        with self._lock:
+            traces = self._traces
+            return {trace_id for trace_id in trace_ids if trace_id in traces} if traces else set()
+
     def links(self, trace_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """The links kept for those of `trace_ids` that have any."""
         with self._lock:

@@ -266,7 +266,8 @@ class IngestService:
         under an ancestor not seen yet (the common case: Umbraco.AI's request
         span ends, so is exported, after its calls): none is the root (the
         root would wrap the others) or another's parent, and nothing is known
-        above them. The resolver would decide the same, at several times the
+        above them, not even a plain span's link (one may join two of them).
+        The resolver would decide the same, at several times the
         cost; the calls are remembered compactly, apart, so that a
         nested call or an ancestor that comes later still finds them. Calls
         stored before take the resolver's path, except a lone root's retry.
@@ -277,19 +278,22 @@ class IngestService:
         spans_per_trace = Counter(fact.trace_id for fact in facts)
         direct = set()
         knows = self.resolver.knows
+        side_by_side = set()
         for trace_id, calls in calls_of.items():
             if spans_per_trace[trace_id] != len(calls) or knows(trace_id):
                 continue
             if len(calls) == 1 and not calls[0].call.record.parent_span_id:
-                direct.add(trace_id)  # a root call alone in its trace
+                direct.add(trace_id)  # a root call alone in its trace: nothing can be above it
                 continue
             span_ids = {c.call.record.span_id for c in calls}
             if all(
                 c.call.record.parent_span_id and c.call.record.parent_span_id not in span_ids and c.key not in stored
                 for c in calls
             ):
-                direct.add(trace_id)
-        return direct
+                side_by_side.add(trace_id)
+        if side_by_side:
+            side_by_side -= self.resolver.links.linked(side_by_side)
+        return direct | side_by_side
 
 
 def _unique_candidates(exports: list[MappedExport]) -> tuple[list[Candidate], list[SpanFact]]:

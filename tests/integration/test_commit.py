@@ -284,3 +284,16 @@ def test_data_clickhouse_refuses_is_a_permanent_error(database):
     with pytest.raises(StorageRejected, match="code 27"):
         with _refusals():
             store._insert(database.client(), [], [b'{"decision": {"startTimeUnixNano": "not a number"}}'])
+
+
+def test_a_plain_span_arriving_first_joins_two_calls_exported_together_later(pipeline):
+    """The calls' export alone shows no nesting (the span between them came
+    before, with nothing to store); the remembered link still makes one count."""
+    trace = new_trace()
+    outer = span(CHAT, trace=trace, parent=span_id())
+    middle = span({"http.method": "POST"}, trace=trace, parent=ids(outer))
+    inner = span(CHAT, trace=trace, parent=ids(middle))
+    pipeline.send(request(middle))
+    pipeline.send(request(inner, outer))
+    assert pipeline.only(trace)["span_id"] == ids(inner)
+    assert pipeline.net(trace) == 1

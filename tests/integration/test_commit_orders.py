@@ -100,19 +100,32 @@ def message(planned: PlannedSpan, trace: str, trace_start: int):
     )
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+# Seed 31 found calls exported together, joined by a plain span that came
+# before with nothing to store, both counted; it stays. Others pass too
+# (checked with range(1, 41)).
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6, 31])
 def test_any_arrival_order_ends_in_the_state_the_rules_give(make_pipeline, seed):
     rng = random.Random(seed)
     resource = {"service.name": "svc", **({"user.id": "resource-user"} if seed % 2 else {})}
     traces = {new_trace(): random_trace(rng) for _ in range(40)}
     starts = {trace: START + 10**12 * seed + index * 10**9 for index, trace in enumerate(traces)}
-    messages = [message(planned, trace, starts[trace]) for trace, spans in traces.items() for planned in spans]
-    rng.shuffle(messages)
+    # Each trace's spans in a random order; an export takes the next few of
+    # several traces (a batch of a busy app) or of one trace (its spans
+    # ending together), so that both mixed and same-trace groupings occur.
+    pending = {trace: [message(planned, trace, starts[trace]) for planned in rng.sample(spans, len(spans))] for trace, spans in traces.items()}
     exports = []
-    while messages:
-        size = rng.randrange(1, 11)
-        exports.append(messages[:size])
-        messages = messages[size:]
+    while pending:
+        if rng.random() < 0.5:
+            chosen = [rng.choice(list(pending))] * rng.randrange(1, 5)
+        else:
+            chosen = [rng.choice(list(pending)) for _ in range(rng.randrange(1, 11))]
+        export = []
+        for trace in chosen:
+            if pending.get(trace):
+                export.append(pending[trace].pop(0))
+                if not pending[trace]:
+                    del pending[trace]
+        exports.append(export)
     exports += rng.sample(exports, len(exports) // 8)  # retries of exports already stored
 
     pipeline = make_pipeline()
