@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import msgspec
+
 from ingest.config import ContextKeys
 from ingest.mapping import ModelCall, resolve_context
 from ingest.store import LiveState, StagedCall, StoredState
@@ -40,7 +42,7 @@ from ingest.store import LiveState, StagedCall, StoredState
 MAX_DEPTH = 64
 
 
-class SpanFact(NamedTuple):
+class SpanFact(msgspec.Struct, gc=False):  # one per span: built in C (see SpanRecord)
     """What the resolver keeps of any span: its place in the trace and its context tags."""
 
     trace_id: str

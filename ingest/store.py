@@ -9,12 +9,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from ingest.mapping import ModelCall
 
 
-# Not frozen, like ModelCall: one per stored row. Nothing changes it after it is built.
-@dataclass(slots=True)
-class StagedCall:
+# One per stored row, built in C like ModelCall. Nothing changes it after it is built.
+class StagedCall(msgspec.Struct, gc=False):
     """A model call to store: its version and its resolved context (CONTEXT_FIELDS order)."""
 
     call: ModelCall
