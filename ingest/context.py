@@ -53,17 +53,14 @@ class SpanFact(msgspec.Struct, gc=False):  # one per span: built in C (see SpanR
     context: Mapping[str, str] | None
 
 
-class Candidate:
+class Candidate(msgspec.Struct, gc=False):  # one per call, built in C (see SpanRecord)
     """A newly exported model call, with the context sources it carries."""
 
-    __slots__ = ("call", "own_context", "resource_context", "key")
-
-    def __init__(self, call: ModelCall, own_context: Mapping[str, str], resource_context: Mapping[str, str]):
-        self.call = call
-        self.own_context = own_context
-        self.resource_context = resource_context
-        # (trace id, span id): read several times per commit, so built once.
-        self.key: tuple[str, str] = (call.record.trace_id, call.record.span_id)
+    call: ModelCall
+    own_context: Mapping[str, str]
+    resource_context: Mapping[str, str]
+    # (trace id, span id): read several times per commit, so built once.
+    key: tuple[str, str]
 
 
 @dataclass(slots=True)

@@ -152,7 +152,7 @@ class IngestService:
             resource_key = id(record.resource)
             if resource_key not in resource_contexts:
                 resource_contexts[resource_key] = mapper.context_values(record.resource.attributes)
-            mapped.candidates.append(Candidate(call, context, resource_contexts[resource_key]))
+            mapped.candidates.append(Candidate(call, context, resource_contexts[resource_key], (record.trace_id, record.span_id)))
         return mapped, rejections
 
     # --- writer thread ----------------------------------------------------
