@@ -267,18 +267,17 @@ class IngestService:
         span ends, so is exported, after its calls): none is the root (the
         root would wrap the others) or another's parent, and nothing is known
         above them, not even a plain span's link (one may join two of them).
-        The resolver would decide the same, at several times the
-        cost; the calls are remembered compactly, apart, so that a
-        nested call or an ancestor that comes later still finds them. Calls
-        stored before take the resolver's path, except a lone root's retry.
+        The resolver would decide the same, at several times the cost; the
+        calls are remembered compactly, apart, so that a nested call or an
+        ancestor that comes later still finds them. Calls stored before take
+        the resolver's path, except a lone root's retry.
         """
         calls_of: dict[str, list[Candidate]] = {}
         for candidate in candidates:
             calls_of.setdefault(candidate.call.record.trace_id, []).append(candidate)
         spans_per_trace = Counter(fact.trace_id for fact in facts)
-        direct = set()
         knows = self.resolver.knows
-        side_by_side = set()
+        direct, side_by_side = set(), set()
         for trace_id, calls in calls_of.items():
             if spans_per_trace[trace_id] != len(calls) or knows(trace_id):
                 continue
