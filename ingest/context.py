@@ -384,7 +384,7 @@ class ContextResolver:
         touched = {c.call.record.trace_id for c in candidates}
         facts = list(facts)
         # A trace with directly stored calls opens too: the links of its later spans count.
-        touched.update(f.trace_id for f in facts if f.context or f.trace_id in self._traces or f.trace_id in self._direct_calls)
+        touched.update(f.trace_id for f in facts if f.context or self.knows(f.trace_id))
         now = self.clock()
         for trace_id in touched:
             if trace_id not in self._traces:
