@@ -56,9 +56,16 @@ _STATE_COLUMNS = f"""
     any(mapFilter((k, v) -> has({{context_keys:Array(String)}}, k), attributes)) AS context_attributes
 """
 
+# The duplicate check reads every stored row whose granule the keys' start times
+# select: for a group of new spans, the last half minute or so of ingest. The
+# PREWHERE reads only `span_id` for those rows and the other key columns only
+# where it matches (nearly never): a third of the CPU of testing the
+# (timestamp, trace_id, span_id) tuple on every row. The tuple still decides,
+# and still bounds the granules read through the sort key.
 _LOOKUP_BY_KEY = f"""
 SELECT {_STATE_COLUMNS}
 FROM operations
+PREWHERE span_id IN (SELECT span_id FROM {_KEYS})
 WHERE (timestamp, trace_id, span_id) IN (SELECT fromUnixTimestamp64Nano(ts, 'UTC'), trace_id, span_id FROM {_KEYS})
 GROUP BY trace_id, span_id, version
 """
