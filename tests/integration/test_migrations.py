@@ -142,3 +142,15 @@ def test_the_rollup_keys_become_low_cardinality_with_their_rows_kept(fresh, monk
     assert stored() == rows and len(rows) == 4
     client.command("INSERT INTO usage_hourly VALUES ('user', '2025-01-01 10:00:00', 'u1', 'Ada', 1, 0, 0, 0, 1, 0, 1)")
     assert client.query("SELECT sum(requests) FROM usage_daily WHERE key = 'u1'").result_rows == [(4,)]
+
+
+def test_operations_merges_with_a_wider_base_and_the_rollups_keep_the_default(fresh):
+    migrate(fresh.client(), retention_days=0)
+    engines = dict(
+        fresh.client().query(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() "
+            "AND name IN ('operations', 'usage_hourly', 'usage_daily')"
+        ).result_rows
+    )
+    assert "merge_selector_base = 20" in engines["operations"]
+    assert "merge_selector_base" not in engines["usage_hourly"] + engines["usage_daily"]
