@@ -61,11 +61,12 @@ _STATE_COLUMNS = f"""
 # PREWHERE reads only `span_id` for those rows and the other key columns only
 # where it matches (nearly never): a third of the CPU of testing the
 # (timestamp, trace_id, span_id) tuple on every row. The tuple still decides,
-# and still bounds the granules read through the sort key.
+# and still bounds the granules read through the sort key. The span ids come
+# again as a parameter of their own: a quarter of the keys' text to parse.
 _LOOKUP_BY_KEY = f"""
 SELECT {_STATE_COLUMNS}
 FROM operations
-PREWHERE span_id IN (SELECT span_id FROM {_KEYS})
+PREWHERE span_id IN (SELECT span_id FROM format(JSONCompactColumns, 'span_id String', {{span_ids:String}}))
 WHERE (timestamp, trace_id, span_id) IN (SELECT fromUnixTimestamp64Nano(ts, 'UTC'), trace_id, span_id FROM {_KEYS})
 GROUP BY trace_id, span_id, version
 """
@@ -170,9 +171,9 @@ class OperationStore:
         rows = list(keys)
         if not rows:
             return {}
-        result = self.database.client().query(
-            _LOOKUP_BY_KEY, parameters={"keys": _columns(rows), "context_keys": self.context_keys}
-        )
+        span_ids = _columns([(span,) for _, _, span in rows])
+        parameters = {"keys": _columns(rows), "span_ids": span_ids, "context_keys": self.context_keys}
+        result = self.database.client().query(_LOOKUP_BY_KEY, parameters=parameters)
         return _states(result.result_rows)
 
     def in_traces(self, trace_ids: Iterable[str], start_ns: int, end_ns: int) -> dict[tuple[str, str], StoredState]:
