@@ -12,7 +12,10 @@
 --
 -- The price is more parts waiting to be merged: 12 to 15 instead of 3 to 6
 -- after those 60 inserts. A 24-hour breakdown by user plus a summary over them
--- took the same time with either (21 to 23 ms). The rollups keep the default:
+-- took the same time with either (21 to 23 ms). At 100 M generated operations,
+-- settled: 38 parts in 9.2 GB instead of 17 in 7.9 GB (fewer parts grow to the
+-- size at which merges recompress them with ZSTD), and every analytics route
+-- answered in the same time, served in turn. The rollups keep the default:
 -- their merges are small, and every analytics query reads them.
 --
 -- An ALTER of a table setting changes metadata only; a second run sets the same
