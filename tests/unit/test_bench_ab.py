@@ -1,0 +1,16 @@
+"""bench.ab's summary: medians per version, and candidate over base on each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.ab import Side, parse_args, render
+
+
+def test_the_ratio_is_of_the_medians_of_each_version():
+    base = Side("A main", Path("."), {"protobuf": [20_000, 30_000, 22_000]}, {"protobuf": [0.020, 0.030, 0.022]})
+    candidate = Side("B working tree", Path("."), {"protobuf": [26_400, 10_000, 30_000]}, {"protobuf": [0.025, 0.010, 0.0275]})
+    text = render(base, candidate, parse_args(["main", "--rounds", "3"]))
+    assert "| protobuf | A main | 20,000, 30,000, 22,000 | 22,000 | 2.20 % |" in text
+    assert "| protobuf | B working tree | 26,400, 10,000, 30,000 | 26,400 | 2.50 % |" in text
+    assert "B / A = 1.200 on stored spans/s, 1.136 on stored / raw parse" in text
