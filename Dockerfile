@@ -1,5 +1,16 @@
 # The ai-usage service: OTLP receiver and analytics API (one image, the
 # command picks the role). Used by docker-compose.yml.
+# The wheel is built where a C compiler is, for the compiled protobuf
+# decode-and-map (ingest/_spanmap.c); the image that runs it has none.
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY app ./app
+COPY ingest ./ingest
+COPY clickhouse ./clickhouse
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,11 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /srv/ai-usage
-COPY pyproject.toml README.md ./
-COPY app ./app
-COPY ingest ./ingest
-COPY clickhouse ./clickhouse
-RUN pip install . \
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl \
+    && rm -rf /wheels \
+    && python -c "import ingest._spanmap" \
     && useradd --system --uid 10001 --home-dir /var/lib/ai-usage --create-home ai-usage
 
 USER ai-usage

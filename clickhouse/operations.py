@@ -150,10 +150,10 @@ class OperationStore:
         with _refusals_are_permanent():
             self._insert(client, protobuf_rows, json_rows)
 
-    def _insert(self, client, protobuf_rows: Sequence[bytes], json_rows: Sequence[bytes]) -> None:
+    def _insert(self, client, protobuf_rows: bytes, json_rows: Sequence[bytes]) -> None:
         if protobuf_rows:
             settings = {**staging.schema_settings(self.database.embedded), **_INSERT_SETTINGS}
-            client.raw_insert(staging.TABLE, None, b"".join(protobuf_rows), fmt="Protobuf", settings=settings)
+            client.raw_insert(staging.TABLE, None, protobuf_rows, fmt="Protobuf", settings=settings)
         if json_rows:
             client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow", settings=_INSERT_SETTINGS)
 

@@ -232,8 +232,18 @@ def decode(body: bytes, media: str) -> list[SpanRecord]:
 # --- protobuf ---------------------------------------------------------------
 
 
+def resource_of(raw_resource: bytes) -> Resource:
+    """A ResourceSpans' resource from its bytes (raises DecodeError)."""
+    return Resource(ProtoAttributes(wire.resource_view().FromString(raw_resource).attributes), _service_only(raw_resource))
+
+
+def scope_of(raw_scope: bytes) -> Scope:
+    """A ScopeSpans' scope from its bytes (raises DecodeError)."""
+    view = wire.scope_view().FromString(raw_scope)
+    return Scope(view.name, view.version, raw_scope)
+
+
 def decode_protobuf(body: bytes) -> list[SpanRecord]:
-    resource_view, scope_view = wire.resource_view(), wire.scope_view()
     records: list[SpanRecord] = []
     append = records.append
     try:
@@ -241,12 +251,9 @@ def decode_protobuf(body: bytes) -> list[SpanRecord]:
         # (for Python); both have the same structure, so they are walked in step.
         raw_request, request = wire.raw_request().FromString(body), wire.request_view().FromString(body)
         for raw_resource_spans, resource_spans in zip(raw_request.resource_spans, request.resource_spans):
-            raw_resource = resource_spans.resource
-            resource = Resource(ProtoAttributes(resource_view.FromString(raw_resource).attributes), _service_only(raw_resource))
+            resource = resource_of(resource_spans.resource)
             for raw_scope_spans, scope_spans in zip(raw_resource_spans.scope_spans, resource_spans.scope_spans):
-                raw_scope = scope_spans.scope
-                view = scope_view.FromString(raw_scope)
-                scope = Scope(view.name, view.version, raw_scope)
+                scope = scope_of(scope_spans.scope)
                 for raw, span in zip(raw_scope_spans.spans, scope_spans.spans):
                     append(
                         SpanRecord(

@@ -23,7 +23,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ingest.codec import decode_protobuf
+from ingest.codec import PROTOBUF
 from ingest.errors import IngestError, RetryableError
 from ingest.observe import GRPC, ExportReport
 from ingest.pipeline import IngestService
@@ -56,9 +56,9 @@ class TraceServicer:
         try:
             if self.authorize is not None:
                 self.authorize(_metadata(context, "authorization"))
-            records = self.service.decode(decode_protobuf, request)
-            spans = len(records)
-            result = self.service.export(records)
+            decoded = self.service.receive(request, PROTOBUF)
+            spans = decoded.span_count
+            result = self.service.submit(decoded)
         except IngestError as error:
             code = _STATUS_CODES.get(error.grpc_code, grpc.StatusCode.INTERNAL)
             observer.export_finished(ExportReport.failed(GRPC, code.name, started, spans, error))

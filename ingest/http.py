@@ -46,9 +46,9 @@ def create_blueprint(service: IngestService, max_body_bytes: int, authorize: Aut
                 authorize(request.headers.get("Authorization"))
             media = codec.media_type(request.headers.get("Content-Type"))
             body = read_body(request.stream, request.content_length, request.headers.get("Content-Encoding"), max_body_bytes)
-            records = service.decode(codec.decode, body, media)
-            spans = len(records)
-            result = service.export(records)
+            decoded = service.receive(body, media)
+            spans = decoded.span_count
+            result = service.submit(decoded)
         except IngestError as error:
             observer.export_finished(ExportReport.failed(HTTP, str(error.http_status), started, spans, error))
             return error_response(error, reply_media)

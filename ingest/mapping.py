@@ -27,7 +27,7 @@ MIN_TIMESTAMP_NS = 31_536_000 * 10**9
 MAX_TIMESTAMP_NS = 7_258_118_400 * 10**9
 
 _HEX = frozenset("0123456789abcdef")
-_TOKEN_ALIASES = (c.INPUT_TOKENS, c.OUTPUT_TOKENS, c.TOTAL_TOKENS)
+TOKEN_ALIASES = (c.INPUT_TOKENS, c.OUTPUT_TOKENS, c.TOTAL_TOKENS)
 # Counts ClickHouse stores: whole numbers in [0, 1e18) (clickhouse/mapping.py `_count`).
 MAX_COUNT = 1e18
 
@@ -55,7 +55,7 @@ class Mapper:
         self.retention_ns = retention_days * 86_400 * 10**9
         self.context_keys = config.context_keys
         self.ignored_scopes = frozenset(config.ignored_scopes)
-        self._context_key_list = tuple(sorted(config.context_keys.all_keys()))
+        self.context_key_list = tuple(sorted(config.context_keys.all_keys()))
 
     def oldest_start_ns(self) -> int:
         """Spans starting before this are past retention (0: no limit). Read once per export."""
@@ -83,9 +83,9 @@ class Mapper:
     def context_values(self, attributes: Attributes | Mapping[str, Any]) -> dict[str, str]:
         """The configured context keys present on one span or resource, as strings."""
         if isinstance(attributes, Attributes):
-            return attributes.texts(self._context_key_list)
+            return attributes.texts(self.context_key_list)
         found = {}
-        for key in self._context_key_list:
+        for key in self.context_key_list:
             value = attributes.get(key)
             if value is not None and value != "":
                 found[key] = value if isinstance(value, str) else str(value)
@@ -167,7 +167,7 @@ def _reports_tokens(attributes: Attributes) -> bool:
     """Whether the stored row will have tokens: input, output or total, each the
     first usable count among its aliases, as the mapping view reads them
     (a row stores input + output + total, all three non-negative)."""
-    for keys in _TOKEN_ALIASES:
+    for keys in TOKEN_ALIASES:
         for key in keys:
             if key in attributes:
                 count = _count(attributes.get(key))

@@ -2,7 +2,8 @@
 
 receive (ingest.http, ingest.grpc: transport, limits; ingest.codec: decoding)
   → map (ingest.mapping: which spans are model calls, validation, context
-    keys; runs in the request's thread)
+    keys; runs in the request's thread; a protobuf export in the usual shape
+    is decoded and mapped in one compiled pass instead, ingest.fastmap)
   → commit (here: `_prepare` on the batcher's writer thread decides a group,
     with the duplicate check and context resolution, and `PreparedCommit.write`
     on its insert thread stores it, while the writer decides the next group;
@@ -21,10 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest import codec
 from ingest.batcher import Batcher, commit_now
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
 from ingest.context import MAX_TRACES, Candidate, ContextResolver, SpanFact
+from ingest.fastmap import compiled_mapper
 from ingest.mapping import Mapper, SpanRejected, resolve_context
 from ingest.observe import NO_OBSERVER, IngestObserver
 from ingest.store import Change, StagedCall, Store, StoredState
@@ -46,6 +49,15 @@ class ExportResult:
 class MappedExport:
     candidates: list[Candidate] = field(default_factory=list)
     facts: list[SpanFact] = field(default_factory=list)
+
+
+@dataclass
+class DecodedExport:
+    """An export body decoded and mapped: what `submit` stores."""
+
+    span_count: int
+    mapped: MappedExport
+    rejections: list[str]
 
 
 @dataclass
@@ -77,6 +89,7 @@ class IngestService:
         self.observer = observer
         self.store = store
         self.mapper = Mapper(config, retention_days)
+        self._compiled = compiled_mapper(self.mapper)
         # Memory holds at least two full groups: the one being written and the
         # one decided on top of it must not evict each other's traces.
         self.resolver = ContextResolver(
@@ -117,13 +130,34 @@ class IngestService:
         with self._python_slot.mapper():
             return decoder(*args)
 
+    def receive(self, body: bytes, media: str) -> DecodedExport:
+        """Decode and map an export body, in the Python slot.
+
+        A protobuf body takes the compiled pass (ingest.fastmap) unless it
+        hands the body back, as it does for anything unusual.
+        """
+        with self._python_slot.mapper():
+            if media == codec.PROTOBUF and self._compiled is not None:
+                done = self._compiled.map(body)
+                if done is not None:
+                    facts, candidates, spans = done
+                    return DecodedExport(spans, MappedExport(candidates, facts), [])
+            records = codec.decode(body, media)
+            mapped, rejections = self.map(records)
+        return DecodedExport(len(records), mapped, rejections)
+
     def export(self, spans: list[SpanRecord]) -> ExportResult:
-        """Store the AI operations among `spans`; return once they are stored.
+        """Store the AI operations among decoded `spans`; return once they are stored."""
+        with self._python_slot.mapper():
+            mapped, rejections = self.map(spans)
+        return self.submit(DecodedExport(len(spans), mapped, rejections))
+
+    def submit(self, decoded: DecodedExport) -> ExportResult:
+        """Store a mapped export's operations; return once they are stored.
 
         Raises a RetryableError (503) when they could not be stored now.
         """
-        with self._python_slot.mapper():
-            mapped, rejections = self.map(spans)
+        mapped, rejections = decoded.mapped, decoded.rejections
         if mapped.candidates or any(fact.context or self.resolver.knows(fact.trace_id) for fact in mapped.facts):
             ticket = self.batcher.offer(mapped, max(len(mapped.candidates), 1))
             ticket.wait(self.config.export_timeout_seconds)
@@ -132,28 +166,7 @@ class IngestService:
         return ExportResult(len(mapped.candidates), len(rejections), _rejection_message(rejections))
 
     def map(self, spans: list[SpanRecord]) -> tuple[MappedExport, list[str]]:
-        mapper = self.mapper
-        mapped = MappedExport()
-        facts = mapped.facts
-        rejections: list[str] = []
-        resource_contexts: dict[int, dict[str, str]] = {}
-        oldest_ns = mapper.oldest_start_ns()
-        for record in spans:
-            context = mapper.context_values(record.attributes)
-            facts.append(SpanFact(record.trace_id, record.span_id, record.parent_span_id, record.start_ns, record.end_ns, context or None))
-            found = mapper.capability(record)
-            if found is None or mapper.is_ignored(record):
-                continue
-            try:
-                call = mapper.model_call(record, *found, oldest_ns=oldest_ns)
-            except SpanRejected as rejection:
-                rejections.append(str(rejection))
-                continue
-            resource_key = id(record.resource)
-            if resource_key not in resource_contexts:
-                resource_contexts[resource_key] = mapper.context_values(record.resource.attributes)
-            mapped.candidates.append(Candidate(call, context, resource_contexts[resource_key], (record.trace_id, record.span_id)))
-        return mapped, rejections
+        return map_records(self.mapper, spans)
 
     # --- writer thread ----------------------------------------------------
 
@@ -351,6 +364,31 @@ class WriterFirstSlot:
         with self._changed:
             self._busy = False
             self._changed.notify_all()
+
+
+def map_records(mapper: Mapper, spans: list[SpanRecord]) -> tuple[MappedExport, list[str]]:
+    """The Python path of mapping (ingest.fastmap is the compiled one): facts, candidates, rejections."""
+    mapped = MappedExport()
+    facts = mapped.facts
+    rejections: list[str] = []
+    resource_contexts: dict[int, dict[str, str]] = {}
+    oldest_ns = mapper.oldest_start_ns()
+    for record in spans:
+        context = mapper.context_values(record.attributes)
+        facts.append(SpanFact(record.trace_id, record.span_id, record.parent_span_id, record.start_ns, record.end_ns, context or None))
+        found = mapper.capability(record)
+        if found is None or mapper.is_ignored(record):
+            continue
+        try:
+            call = mapper.model_call(record, *found, oldest_ns=oldest_ns)
+        except SpanRejected as rejection:
+            rejections.append(str(rejection))
+            continue
+        resource_key = id(record.resource)
+        if resource_key not in resource_contexts:
+            resource_contexts[resource_key] = mapper.context_values(record.resource.attributes)
+        mapped.candidates.append(Candidate(call, context, resource_contexts[resource_key], (record.trace_id, record.span_id)))
+    return mapped, rejections
 
 
 def _rejection_message(rejections: list[str]) -> str:

@@ -283,7 +283,7 @@ def test_data_clickhouse_refuses_is_a_permanent_error(database):
     store = OperationStore(database)
     with pytest.raises(StorageRejected, match="code 27"):
         with _refusals():
-            store._insert(database.client(), [], [b'{"decision": {"startTimeUnixNano": "not a number"}}'])
+            store._insert(database.client(), b"", [b'{"decision": {"startTimeUnixNano": "not a number"}}'])
 
 
 def test_a_plain_span_arriving_first_joins_two_calls_exported_together_later(pipeline):

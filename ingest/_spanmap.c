@@ -1,0 +1,1376 @@
+/*
+ * ingest._spanmap: decode an OTLP ExportTraceServiceRequest (protobuf) and
+ * map its spans in one compiled pass, for exports in the usual shape.
+ *
+ * It does what ingest.codec.decode_protobuf followed by IngestService.map do
+ * (ingest/fastmap.py says which parts), and gives up, returning None, on
+ * anything it does not decide exactly as they would: a malformed body, a
+ * call that would be rejected, a context, operation or token attribute of a
+ * type other than the usual, a nesting deeper than it follows. The Python
+ * path then decodes the body again and answers as always. So the compiled
+ * path only has to be right where it answers, and tests/unit/test_spanmap.py
+ * holds it to the Python path on both the usual and the unusual.
+ *
+ * Pass one reads the body without the interpreter lock: every span's fields,
+ * and of its attributes only the keys the mapping reads (a small hash table
+ * of them), while checking the rest as upb would (wire format, UTF-8 of the
+ * strings that the Python path's views declare). Pass two, with the lock,
+ * builds only the Python objects the pipeline keeps.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#define MAX_KEYS 64      /* attribute keys the mapping reads (one bit each) */
+#define TABLE_SIZE 256   /* open-addressing hash table of those keys */
+#define MAX_DEPTH 24     /* AnyValue nesting followed; deeper gives up */
+#define MAX_GROUPS 8     /* token alias groups */
+#define MAX_ALIASES 16   /* aliases per group */
+#define MAX_OPERATION_KEYS 8
+#define MAX_MODEL_CALLS 64
+
+enum { KIND_NONE = 0, KIND_STRING, KIND_BOOL, KIND_INT, KIND_DOUBLE, KIND_ARRAY, KIND_KVLIST, KIND_BYTES };
+
+typedef struct {
+    const uint8_t *data; /* string or bytes */
+    Py_ssize_t size;
+    int64_t integer;
+    double number;
+    int kind;
+} Value;
+
+typedef struct {
+    int key;  /* index into the mapper's keys */
+    Value value;
+} Found;
+
+typedef struct {
+    const uint8_t *bytes, *trace, *span, *parent, *name;
+    Py_ssize_t size, trace_size, span_size, parent_size, name_size;
+    uint64_t start, end;
+    int32_t status;
+    Py_ssize_t scope_block;
+    Py_ssize_t found_start, found_count;
+} SpanDesc;
+
+typedef struct {
+    const uint8_t *bytes;
+    Py_ssize_t size;
+    Py_ssize_t resource_block;
+} Block;
+
+typedef struct {
+    SpanDesc *spans;
+    Py_ssize_t span_count, span_capacity;
+    Found *found;
+    Py_ssize_t found_count, found_capacity;
+    Block *resources, *scopes;
+    Py_ssize_t resource_count, resource_capacity, scope_count, scope_capacity;
+} Scan;
+
+typedef struct {
+    PyObject_HEAD
+    /* the keys, as Python strings and UTF-8 */
+    PyObject *key_objects[MAX_KEYS];
+    const char *key_text[MAX_KEYS];
+    Py_ssize_t key_size[MAX_KEYS];
+    int key_count;
+    int16_t table[TABLE_SIZE]; /* hash slot -> key index, -1 empty */
+    /* context keys, in the order the Python path reads them */
+    int context[MAX_KEYS];
+    int context_count;
+    int operation[MAX_OPERATION_KEYS];
+    int operation_count;
+    /* (operation key, value, capability) */
+    int call_key[MAX_MODEL_CALLS];
+    PyObject *call_value[MAX_MODEL_CALLS], *call_capability[MAX_MODEL_CALLS];
+    int call_count;
+    int tokens[MAX_GROUPS][MAX_ALIASES];
+    int token_sizes[MAX_GROUPS];
+    int token_groups;
+    int error_key;
+    uint64_t min_start, max_start;
+    int32_t status_error;
+    PyObject *span_record, *span_fact, *model_call, *candidate;
+    PyObject *make_resource, *make_scope;
+    PyObject *no_events, *no_exception;
+} Mapper;
+
+/* --- wire format ------------------------------------------------------------ */
+
+static int read_varint(const uint8_t **at, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *at;
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t byte = *p++;
+        if (shift == 63 && byte > 1)
+            return 0; /* past 64 bits: leave it to upb */
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *at = p;
+            *out = value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One field's key. Field number 0 and groups are left to upb. */
+static int read_key(const uint8_t **at, const uint8_t *end, uint32_t *number, int *wire)
+{
+    uint64_t key;
+    if (!read_varint(at, end, &key) || key > 0xFFFFFFFFu)
+        return 0;
+    *number = (uint32_t)(key >> 3);
+    *wire = (int)(key & 7);
+    return *number != 0 && *number <= 0x1FFFFFFF;
+}
+
+static int read_length(const uint8_t **at, const uint8_t *end, const uint8_t **data, Py_ssize_t *size)
+{
+    uint64_t length;
+    if (!read_varint(at, end, &length) || length > (uint64_t)(end - *at) || length > 0x7FFFFFFF)
+        return 0;
+    *data = *at;
+    *size = (Py_ssize_t)length;
+    *at += length;
+    return 1;
+}
+
+static int read_fixed64(const uint8_t **at, const uint8_t *end, uint64_t *out)
+{
+    if (end - *at < 8)
+        return 0;
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = value << 8 | (*at)[i];
+    *at += 8;
+    *out = value;
+    return 1;
+}
+
+static int skip_field(const uint8_t **at, const uint8_t *end, int wire)
+{
+    uint64_t ignored;
+    const uint8_t *data;
+    Py_ssize_t size;
+    switch (wire) {
+    case 0:
+        return read_varint(at, end, &ignored);
+    case 1:
+        if (end - *at < 8)
+            return 0;
+        *at += 8;
+        return 1;
+    case 2:
+        return read_length(at, end, &data, &size);
+    case 5:
+        if (end - *at < 4)
+            return 0;
+        *at += 4;
+        return 1;
+    default:
+        return 0; /* groups and invalid wire types */
+    }
+}
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as upb checks proto3 strings. */
+static int valid_utf8(const uint8_t *p, Py_ssize_t size)
+{
+    const uint8_t *end = p + size;
+    while (p < end) {
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        Py_ssize_t left = end - p;
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (left < 2 || (p[1] & 0xC0) != 0x80)
+                return 0;
+            p += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+                return 0;
+            if (c == 0xE0 && p[1] < 0xA0)
+                return 0;
+            if (c == 0xED && p[1] > 0x9F)
+                return 0;
+            p += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+                return 0;
+            if (c == 0xF0 && p[1] < 0x90)
+                return 0;
+            if (c == 0xF4 && p[1] > 0x8F)
+                return 0;
+            p += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* --- AnyValue ------------------------------------------------------------------ */
+
+static int scan_key_value(const uint8_t *p, const uint8_t *end, int depth);
+
+/* An AnyValue; `value` (may be NULL) gets its oneof member, the last one set. */
+static int scan_any_value(const uint8_t *p, const uint8_t *end, Value *value, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return 0;
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        uint64_t bits;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        switch (number) {
+        case 1: /* string_value */
+        case 7: /* bytes_value */
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1 && !valid_utf8(data, size))
+                return 0;
+            if (value) {
+                value->kind = number == 1 ? KIND_STRING : KIND_BYTES;
+                value->data = data;
+                value->size = size;
+            }
+            break;
+        case 2: /* bool_value */
+        case 3: /* int_value */
+            if (wire != 0 || !read_varint(&p, end, &bits))
+                return 0;
+            if (value) {
+                value->kind = number == 2 ? KIND_BOOL : KIND_INT;
+                value->integer = (int64_t)bits;
+            }
+            break;
+        case 4: /* double_value */
+            if (wire != 1 || !read_fixed64(&p, end, &bits))
+                return 0;
+            if (value) {
+                value->kind = KIND_DOUBLE;
+                memcpy(&value->number, &bits, sizeof bits);
+            }
+            break;
+        case 5: /* array_value: repeated AnyValue values = 1 */
+        case 6: /* kvlist_value: repeated KeyValue values = 1 */
+        {
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            const uint8_t *q = data, *list_end = data + size;
+            while (q < list_end) {
+                uint32_t inner;
+                int inner_wire;
+                const uint8_t *item;
+                Py_ssize_t item_size;
+                if (!read_key(&q, list_end, &inner, &inner_wire))
+                    return 0;
+                if (inner != 1) {
+                    if (!skip_field(&q, list_end, inner_wire))
+                        return 0;
+                    continue;
+                }
+                if (inner_wire != 2 || !read_length(&q, list_end, &item, &item_size))
+                    return 0;
+                if (number == 5 ? !scan_any_value(item, item + item_size, NULL, depth + 2)
+                                : !scan_key_value(item, item + item_size, depth + 2))
+                    return 0;
+            }
+            if (value)
+                value->kind = number == 5 ? KIND_ARRAY : KIND_KVLIST;
+            break;
+        }
+        default:
+            if (!skip_field(&p, end, wire))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int scan_key_value(const uint8_t *p, const uint8_t *end, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return 0;
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 1 || number == 2) {
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1 ? !valid_utf8(data, size) : !scan_any_value(data, data + size, NULL, depth + 1))
+                return 0;
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* --- the keys the mapping reads ------------------------------------------------ */
+
+static uint32_t hash_key(const uint8_t *p, Py_ssize_t size)
+{
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < size; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static int find_key(const Mapper *m, const uint8_t *p, Py_ssize_t size)
+{
+    uint32_t slot = hash_key(p, size) & (TABLE_SIZE - 1);
+    for (;;) {
+        int index = m->table[slot];
+        if (index < 0)
+            return -1;
+        if (m->key_size[index] == size && memcmp(m->key_text[index], p, (size_t)size) == 0)
+            return index;
+        slot = (slot + 1) & (TABLE_SIZE - 1);
+    }
+}
+
+/* --- pass one: scan without the interpreter lock ------------------------------- */
+
+#define GROW(array, count, capacity, type)                                              \
+    do {                                                                                \
+        if ((count) == (capacity)) {                                                    \
+            Py_ssize_t grown = (capacity) ? (capacity) * 2 : 64;                        \
+            type *more = (type *)realloc((array), (size_t)grown * sizeof(type));        \
+            if (!more)                                                                  \
+                return 0;                                                               \
+            (array) = more;                                                             \
+            (capacity) = grown;                                                         \
+        }                                                                               \
+    } while (0)
+
+/* One map entry of the span's attributes (KeyValue: key = 1, value = 2). */
+static int scan_attribute(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end,
+                          uint64_t *present, Found *local)
+{
+    const uint8_t *key = (const uint8_t *)"", *value_data = NULL;
+    Py_ssize_t key_size = 0, value_size = 0;
+    int values_seen = 0;
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 1 || number == 2) {
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1) {
+                if (!valid_utf8(data, size))
+                    return 0;
+                key = data;
+                key_size = size;
+            } else {
+                if (!scan_any_value(data, data + size, NULL, 3))
+                    return 0;
+                value_data = data;
+                value_size = size;
+                values_seen++;
+            }
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    int index = find_key(m, key, key_size);
+    if (index < 0)
+        return 1;
+    if (values_seen > 1)
+        return 0; /* two values in one entry merge: rare, left to upb */
+    Value value = {NULL, 0, 0, 0.0, KIND_NONE};
+    if (value_data && !scan_any_value(value_data, value_data + value_size, &value, 3))
+        return 0;
+    /* A repeated key: the last entry wins, as in the view's map. */
+    local[index].key = index;
+    local[index].value = value;
+    *present |= (uint64_t)1 << index;
+    (void)scan;
+    return 1;
+}
+
+static int scan_status(const uint8_t *p, const uint8_t *end, int32_t *code)
+{
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        uint64_t bits;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 2) { /* message */
+            if (wire != 2 || !read_length(&p, end, &data, &size) || !valid_utf8(data, size))
+                return 0;
+        } else if (number == 3) { /* code */
+            if (wire != 0 || !read_varint(&p, end, &bits))
+                return 0;
+            *code = (int32_t)(uint32_t)bits;
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int scan_span(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Py_ssize_t scope_block)
+{
+    GROW(scan->spans, scan->span_count, scan->span_capacity, SpanDesc);
+    SpanDesc *span = &scan->spans[scan->span_count];
+    memset(span, 0, sizeof *span);
+    span->bytes = p;
+    span->size = end - p;
+    span->scope_block = scope_block;
+    span->trace = span->span = span->parent = span->name = (const uint8_t *)"";
+    Found local[MAX_KEYS];
+    uint64_t present = 0;
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        uint64_t bits;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        switch (number) {
+        case 1:
+        case 2:
+        case 4:
+        case 5:
+        case 9:
+        case 11:
+        case 15:
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1) {
+                span->trace = data;
+                span->trace_size = size;
+            } else if (number == 2) {
+                span->span = data;
+                span->span_size = size;
+            } else if (number == 4) {
+                span->parent = data;
+                span->parent_size = size;
+            } else if (number == 5) {
+                if (!valid_utf8(data, size))
+                    return 0;
+                span->name = data;
+                span->name_size = size;
+            } else if (number == 9) {
+                if (!scan_attribute(m, scan, data, data + size, &present, local))
+                    return 0;
+            } else if (number == 15) {
+                if (!scan_status(data, data + size, &span->status))
+                    return 0;
+            } /* 11: events stay bytes until a failed call needs them */
+            break;
+        case 7:
+        case 8:
+            if (wire != 1 || !read_fixed64(&p, end, &bits))
+                return 0;
+            if (number == 7)
+                span->start = bits;
+            else
+                span->end = bits;
+            break;
+        default:
+            if (!skip_field(&p, end, wire))
+                return 0;
+        }
+    }
+    span->found_start = scan->found_count;
+    for (int index = 0; present; index++, present >>= 1) {
+        if (!(present & 1))
+            continue;
+        GROW(scan->found, scan->found_count, scan->found_capacity, Found);
+        scan->found[scan->found_count++] = local[index];
+    }
+    span->found_count = scan->found_count - span->found_start;
+    scan->span_count++;
+    return 1;
+}
+
+/* ScopeSpans: scope = 1 (bytes), spans = 2. */
+static int scan_scope_spans(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Py_ssize_t resource_block)
+{
+    GROW(scan->scopes, scan->scope_count, scan->scope_capacity, Block);
+    Py_ssize_t block = scan->scope_count++;
+    scan->scopes[block] = (Block){(const uint8_t *)"", 0, resource_block};
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 1 || number == 2) {
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1) {
+                scan->scopes[block].bytes = data;
+                scan->scopes[block].size = size;
+            } else if (!scan_span(m, scan, data, data + size, block)) {
+                return 0;
+            }
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ResourceSpans: resource = 1 (bytes), scope_spans = 2. */
+static int scan_resource_spans(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end)
+{
+    GROW(scan->resources, scan->resource_count, scan->resource_capacity, Block);
+    Py_ssize_t block = scan->resource_count++;
+    scan->resources[block] = (Block){(const uint8_t *)"", 0, block};
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 1 || number == 2) {
+            if (wire != 2 || !read_length(&p, end, &data, &size))
+                return 0;
+            if (number == 1) {
+                scan->resources[block].bytes = data;
+                scan->resources[block].size = size;
+            } else if (!scan_scope_spans(m, scan, data, data + size, block)) {
+                return 0;
+            }
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int scan_request(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            return 0;
+        if (number == 1) {
+            if (wire != 2 || !read_length(&p, end, &data, &size) || !scan_resource_spans(m, scan, data, data + size))
+                return 0;
+        } else if (!skip_field(&p, end, wire)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void free_scan(Scan *scan)
+{
+    free(scan->spans);
+    free(scan->found);
+    free(scan->resources);
+    free(scan->scopes);
+}
+
+/* --- pass two: Python objects -------------------------------------------------- */
+
+static PyObject *hex_text(const uint8_t *p, Py_ssize_t size)
+{
+    static const char digits[] = "0123456789abcdef";
+    PyObject *text = PyUnicode_New(size * 2, 127);
+    if (!text)
+        return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        out[2 * i] = (Py_UCS1)digits[p[i] >> 4];
+        out[2 * i + 1] = (Py_UCS1)digits[p[i] & 15];
+    }
+    return text;
+}
+
+static int is_id(const uint8_t *p, Py_ssize_t size, Py_ssize_t wanted)
+{
+    if (size != wanted)
+        return 0;
+    for (Py_ssize_t i = 0; i < size; i++)
+        if (p[i])
+            return 1;
+    return 0;
+}
+
+/* The outcome of reading one span's mapped keys. */
+enum { USABLE = 1, GIVE_UP = 0 };
+
+static const Value *lookup(const Scan *scan, const SpanDesc *span, int key)
+{
+    const Found *found = scan->found + span->found_start;
+    for (Py_ssize_t i = 0; i < span->found_count; i++)
+        if (found[i].key == key)
+            return &found[i].value;
+    return NULL;
+}
+
+/* The configured context keys present with a non-empty string, as a new dict
+ * (NULL with no error: a value of another type, left to the Python path). */
+static PyObject *context_of(const Mapper *m, const Scan *scan, const SpanDesc *span, int *give_up)
+{
+    PyObject *context = PyDict_New();
+    if (!context)
+        return NULL;
+    for (int i = 0; i < m->context_count; i++) {
+        const Value *value = lookup(scan, span, m->context[i]);
+        if (!value || value->kind == KIND_NONE || (value->kind == KIND_STRING && value->size == 0))
+            continue;
+        if (value->kind != KIND_STRING) {
+            *give_up = 1;
+            Py_DECREF(context);
+            return NULL;
+        }
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)value->data, value->size, NULL);
+        if (!text || PyDict_SetItem(context, m->key_objects[m->context[i]], text) < 0) {
+            Py_XDECREF(text);
+            Py_DECREF(context);
+            return NULL;
+        }
+        Py_DECREF(text);
+    }
+    return context;
+}
+
+static int same_text(PyObject *text, const uint8_t *p, Py_ssize_t size, int transform)
+{
+    /* table values are ASCII; `transform` 0 exact, 1 lower-cased, 2 upper-cased */
+    if (PyUnicode_GET_LENGTH(text) != size || !PyUnicode_IS_ASCII(text))
+        return 0;
+    const Py_UCS1 *t = PyUnicode_1BYTE_DATA(text);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        uint8_t c = p[i];
+        if (transform == 1 && c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c + 32);
+        else if (transform == 2 && c >= 'a' && c <= 'z')
+            c = (uint8_t)(c - 32);
+        if (t[i] != c)
+            return 0;
+    }
+    return 1;
+}
+
+/* The capability of a model call (borrowed), NULL when the span is none; sets
+ * *operation_index to the table entry matched exactly (-1 otherwise). */
+static int capability_of(const Mapper *m, const Scan *scan, const SpanDesc *span, PyObject **capability,
+                         const Value **operation)
+{
+    *capability = NULL;
+    for (int i = 0; i < m->operation_count; i++) {
+        const Value *value = lookup(scan, span, m->operation[i]);
+        if (!value)
+            continue;
+        if (value->kind == KIND_NONE)
+            return USABLE; /* its text is 'None': no model call */
+        if (value->kind != KIND_STRING)
+            return GIVE_UP;
+        for (Py_ssize_t c = 0; c < value->size; c++)
+            if (value->data[c] >= 0x80)
+                return GIVE_UP;
+        for (int transform = 0; transform < 3; transform++)
+            for (int k = 0; k < m->call_count; k++)
+                if (m->call_key[k] == m->operation[i] && same_text(m->call_value[k], value->data, value->size, transform)) {
+                    *capability = m->call_capability[k];
+                    *operation = value;
+                    return USABLE;
+                }
+        return USABLE;
+    }
+    return USABLE;
+}
+
+/* Whether the call reports tokens (ingest.mapping._reports_tokens): -1 gives up. */
+static int reports_tokens(const Mapper *m, const Scan *scan, const SpanDesc *span)
+{
+    for (int g = 0; g < m->token_groups; g++) {
+        for (int a = 0; a < m->token_sizes[g]; a++) {
+            const Value *value = lookup(scan, span, m->tokens[g][a]);
+            if (!value)
+                continue;
+            double count;
+            if (value->kind == KIND_INT)
+                count = (double)value->integer;
+            else if (value->kind == KIND_DOUBLE)
+                count = value->number;
+            else if (value->kind == KIND_STRING || value->kind == KIND_BYTES)
+                return -1; /* text read as a number: left to the Python path */
+            else
+                continue; /* bool, unset, array, list: not a count, the next alias is tried */
+            if (!(count >= 0 && count < 1e18 && floor(count) == count))
+                continue;
+            if (count > 0)
+                return 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+static PyObject *events_of(const SpanDesc *span)
+{
+    PyObject *events = PyList_New(0);
+    const uint8_t *p = span->bytes, *end = span->bytes + span->size;
+    while (events && p < end) {
+        uint32_t number;
+        int wire;
+        const uint8_t *data;
+        Py_ssize_t size;
+        if (!read_key(&p, end, &number, &wire))
+            break;
+        if (number == 11 && wire == 2) {
+            if (!read_length(&p, end, &data, &size))
+                break;
+            PyObject *event = PyBytes_FromStringAndSize((const char *)data, size);
+            if (!event || PyList_Append(events, event) < 0) {
+                Py_XDECREF(event);
+                Py_CLEAR(events);
+            } else {
+                Py_DECREF(event);
+            }
+        } else if (!skip_field(&p, end, wire)) {
+            break;
+        }
+    }
+    return events;
+}
+
+static PyObject *call(PyObject *type, PyObject *const *args, size_t count)
+{
+    return PyObject_Vectorcall(type, args, count, NULL);
+}
+
+typedef struct {
+    PyObject *resource, *context; /* from make_resource */
+} ResourceInfo;
+
+typedef struct {
+    PyObject *scope;
+    int ignored;
+} ScopeInfo;
+
+/* Builds (facts, candidates, span count); returns Py_None (new ref) to give up. */
+static PyObject *build(Mapper *m, Scan *scan, uint64_t oldest)
+{
+    PyObject *result = NULL, *facts = NULL, *candidates = NULL;
+    ResourceInfo *resources = calloc((size_t)scan->resource_count + 1, sizeof *resources);
+    ScopeInfo *scopes = calloc((size_t)scan->scope_count + 1, sizeof *scopes);
+    int give_up = 0;
+    if (!resources || !scopes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < scan->resource_count; i++) {
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)scan->resources[i].bytes, scan->resources[i].size);
+        PyObject *made = raw ? PyObject_CallOneArg(m->make_resource, raw) : NULL;
+        Py_XDECREF(raw);
+        if (!made)
+            goto done;
+        if (made == Py_None) {
+            Py_DECREF(made);
+            give_up = 1;
+            goto done;
+        }
+        if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
+            Py_DECREF(made);
+            PyErr_SetString(PyExc_TypeError, "make_resource must return (resource, context) or None");
+            goto done;
+        }
+        resources[i].resource = Py_NewRef(PyTuple_GET_ITEM(made, 0));
+        resources[i].context = Py_NewRef(PyTuple_GET_ITEM(made, 1));
+        Py_DECREF(made);
+    }
+    for (Py_ssize_t i = 0; i < scan->scope_count; i++) {
+        PyObject *raw = PyBytes_FromStringAndSize((const char *)scan->scopes[i].bytes, scan->scopes[i].size);
+        PyObject *made = raw ? PyObject_CallOneArg(m->make_scope, raw) : NULL;
+        Py_XDECREF(raw);
+        if (!made)
+            goto done;
+        if (made == Py_None) {
+            Py_DECREF(made);
+            give_up = 1;
+            goto done;
+        }
+        if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
+            Py_DECREF(made);
+            PyErr_SetString(PyExc_TypeError, "make_scope must return (scope, ignored) or None");
+            goto done;
+        }
+        scopes[i].scope = Py_NewRef(PyTuple_GET_ITEM(made, 0));
+        scopes[i].ignored = PyObject_IsTrue(PyTuple_GET_ITEM(made, 1));
+        Py_DECREF(made);
+        if (scopes[i].ignored < 0)
+            goto done;
+    }
+
+    facts = PyList_New(scan->span_count);
+    candidates = PyList_New(0);
+    if (!facts || !candidates)
+        goto done;
+    for (Py_ssize_t i = 0; i < scan->span_count; i++) {
+        const SpanDesc *span = &scan->spans[i];
+        const ScopeInfo *scope = &scopes[span->scope_block];
+        const ResourceInfo *resource = &resources[scan->scopes[span->scope_block].resource_block];
+        PyObject *capability = NULL;
+        const Value *operation = NULL;
+        if (capability_of(m, scan, span, &capability, &operation) == GIVE_UP) {
+            give_up = 1;
+            goto done;
+        }
+        int is_call = capability != NULL && !scope->ignored;
+        int has_tokens = 0;
+        if (is_call) {
+            /* A call Python would reject: it words the rejection. */
+            if (!is_id(span->trace, span->trace_size, 16) || !is_id(span->span, span->span_size, 8) ||
+                (span->parent_size && !is_id(span->parent, span->parent_size, 8)) || span->start < m->min_start ||
+                span->start > m->max_start || span->end < span->start || span->start < oldest) {
+                give_up = 1;
+                goto done;
+            }
+            has_tokens = reports_tokens(m, scan, span);
+            if (has_tokens < 0) {
+                give_up = 1;
+                goto done;
+            }
+        }
+        PyObject *context = context_of(m, scan, span, &give_up);
+        if (!context)
+            goto done;
+        PyObject *trace = hex_text(span->trace, span->trace_size);
+        PyObject *span_id = hex_text(span->span, span->span_size);
+        PyObject *parent = hex_text(span->parent, span->parent_size);
+        PyObject *start = PyLong_FromUnsignedLongLong(span->start);
+        PyObject *end = PyLong_FromUnsignedLongLong(span->end);
+        PyObject *fact = NULL;
+        if (trace && span_id && parent && start && end) {
+            PyObject *args[] = {trace, span_id, parent, start, end, PyDict_GET_SIZE(context) ? context : Py_None};
+            fact = call(m->span_fact, args, 6);
+        }
+        if (fact)
+            PyList_SET_ITEM(facts, i, fact);
+        if (fact && is_call) {
+            PyObject *name = PyUnicode_DecodeUTF8((const char *)span->name, span->name_size, NULL);
+            PyObject *status = PyLong_FromLong(span->status);
+            PyObject *payload = PyBytes_FromStringAndSize((const char *)span->bytes, span->size);
+            int failed = span->status == m->status_error || lookup(scan, span, m->error_key) != NULL;
+            PyObject *events = failed ? events_of(span) : Py_NewRef(m->no_events);
+            PyObject *operation_text = PyUnicode_DecodeASCII((const char *)operation->data, operation->size, NULL);
+            PyObject *record = NULL, *exception = NULL, *model_call = NULL, *key = NULL, *candidate = NULL;
+            if (name && status && payload && events && operation_text) {
+                PyObject *args[] = {trace, span_id, parent, name, start, end, status, Py_None, events,
+                                    resource->resource, scope->scope, payload};
+                record = call(m->span_record, args, 12);
+            }
+            if (record)
+                exception = failed ? PyObject_CallMethod(record, "exception", NULL) : Py_NewRef(m->no_exception);
+            if (exception) {
+                PyObject *args[] = {record, capability, operation_text, has_tokens ? Py_True : Py_False, exception};
+                model_call = call(m->model_call, args, 5);
+            }
+            if (model_call)
+                key = PyTuple_Pack(2, trace, span_id);
+            if (key) {
+                PyObject *args[] = {model_call, context, resource->context, key};
+                candidate = call(m->candidate, args, 4);
+            }
+            int appended = candidate && PyList_Append(candidates, candidate) == 0;
+            Py_XDECREF(name);
+            Py_XDECREF(status);
+            Py_XDECREF(payload);
+            Py_XDECREF(events);
+            Py_XDECREF(operation_text);
+            Py_XDECREF(record);
+            Py_XDECREF(exception);
+            Py_XDECREF(model_call);
+            Py_XDECREF(key);
+            Py_XDECREF(candidate);
+            if (!appended)
+                fact = NULL;
+        }
+        Py_XDECREF(trace);
+        Py_XDECREF(span_id);
+        Py_XDECREF(parent);
+        Py_XDECREF(start);
+        Py_XDECREF(end);
+        Py_DECREF(context);
+        if (!fact)
+            goto done;
+    }
+    result = Py_BuildValue("(OOn)", facts, candidates, scan->span_count);
+
+done:
+    if (give_up && !PyErr_Occurred()) {
+        Py_XDECREF(result);
+        result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(facts);
+    Py_XDECREF(candidates);
+    for (Py_ssize_t i = 0; resources && i < scan->resource_count; i++) {
+        Py_XDECREF(resources[i].resource);
+        Py_XDECREF(resources[i].context);
+    }
+    for (Py_ssize_t i = 0; scopes && i < scan->scope_count; i++)
+        Py_XDECREF(scopes[i].scope);
+    free(resources);
+    free(scopes);
+    return result;
+}
+
+static PyObject *Mapper_map(Mapper *m, PyObject *const *args, Py_ssize_t count)
+{
+    if (count != 2) {
+        PyErr_SetString(PyExc_TypeError, "map(body, oldest_start_ns)");
+        return NULL;
+    }
+    Py_buffer body;
+    if (PyObject_GetBuffer(args[0], &body, PyBUF_SIMPLE) < 0)
+        return NULL;
+    unsigned long long oldest = PyLong_AsUnsignedLongLong(args[1]);
+    if (oldest == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyBuffer_Release(&body);
+        return NULL;
+    }
+    Scan scan;
+    memset(&scan, 0, sizeof scan);
+    int scanned;
+    const uint8_t *start = (const uint8_t *)body.buf;
+    Py_BEGIN_ALLOW_THREADS
+    scanned = scan_request(m, &scan, start, start + body.len);
+    Py_END_ALLOW_THREADS
+    PyObject *result = scanned ? build(m, &scan, oldest) : Py_NewRef(Py_None);
+    free_scan(&scan);
+    PyBuffer_Release(&body);
+    return result;
+}
+
+/* --- construction ------------------------------------------------------------------- */
+
+static int add_key(Mapper *m, PyObject *key)
+{
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "attribute keys must be str");
+        return -1;
+    }
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &size);
+    if (!text)
+        return -1;
+    int existing = find_key(m, (const uint8_t *)text, size);
+    if (existing >= 0)
+        return existing;
+    if (m->key_count == MAX_KEYS) {
+        PyErr_SetString(PyExc_ValueError, "too many attribute keys for the compiled mapper");
+        return -1;
+    }
+    int index = m->key_count++;
+    m->key_objects[index] = Py_NewRef(key);
+    m->key_text[index] = text; /* owned by the str, which the mapper keeps */
+    m->key_size[index] = size;
+    uint32_t slot = hash_key((const uint8_t *)text, size) & (TABLE_SIZE - 1);
+    while (m->table[slot] >= 0)
+        slot = (slot + 1) & (TABLE_SIZE - 1);
+    m->table[slot] = (int16_t)index;
+    return index;
+}
+
+static int add_keys(Mapper *m, PyObject *keys, int *out, int limit, int *count)
+{
+    PyObject *sequence = PySequence_Fast(keys, "expected a sequence of keys");
+    if (!sequence)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence);
+    if (n > limit) {
+        Py_DECREF(sequence);
+        PyErr_SetString(PyExc_ValueError, "too many keys for the compiled mapper");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int index = add_key(m, PySequence_Fast_GET_ITEM(sequence, i));
+        if (index < 0) {
+            Py_DECREF(sequence);
+            return -1;
+        }
+        out[i] = index;
+    }
+    *count = (int)n;
+    Py_DECREF(sequence);
+    return 0;
+}
+
+static int Mapper_init(Mapper *m, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"context_keys", "operation_keys", "model_calls", "token_groups", "error_key",
+                            "timestamp_range", "status_error", "types", "make_resource", "make_scope", NULL};
+    PyObject *context_keys, *operation_keys, *model_calls, *token_groups, *error_key, *types, *make_resource,
+        *make_scope;
+    unsigned long long min_start, max_start;
+    int status_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOO(KK)iOOO", names, &context_keys, &operation_keys,
+                                     &model_calls, &token_groups, &error_key, &min_start, &max_start, &status_error,
+                                     &types, &make_resource, &make_scope))
+        return -1;
+    memset(m->table, 0xFF, sizeof m->table);
+    if (add_keys(m, context_keys, m->context, MAX_KEYS, &m->context_count) < 0)
+        return -1;
+    if (add_keys(m, operation_keys, m->operation, MAX_OPERATION_KEYS, &m->operation_count) < 0)
+        return -1;
+    PyObject *calls = PySequence_Fast(model_calls, "model_calls must be a sequence of (key, value, capability)");
+    if (!calls)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(calls) > MAX_MODEL_CALLS) {
+        Py_DECREF(calls);
+        PyErr_SetString(PyExc_ValueError, "too many model calls for the compiled mapper");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(calls); i++) {
+        PyObject *key, *value, *capability;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(calls, i), "UUU", &key, &value, &capability)) {
+            Py_DECREF(calls);
+            return -1;
+        }
+        int index = add_key(m, key);
+        if (index < 0) {
+            Py_DECREF(calls);
+            return -1;
+        }
+        m->call_key[i] = index;
+        m->call_value[i] = Py_NewRef(value);
+        m->call_capability[i] = Py_NewRef(capability);
+        m->call_count = (int)i + 1;
+    }
+    Py_DECREF(calls);
+    PyObject *groups = PySequence_Fast(token_groups, "token_groups must be a sequence of key sequences");
+    if (!groups)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(groups) > MAX_GROUPS) {
+        Py_DECREF(groups);
+        PyErr_SetString(PyExc_ValueError, "too many token groups for the compiled mapper");
+        return -1;
+    }
+    for (Py_ssize_t g = 0; g < PySequence_Fast_GET_SIZE(groups); g++) {
+        if (add_keys(m, PySequence_Fast_GET_ITEM(groups, g), m->tokens[g], MAX_ALIASES, &m->token_sizes[g]) < 0) {
+            Py_DECREF(groups);
+            return -1;
+        }
+        m->token_groups = (int)g + 1;
+    }
+    Py_DECREF(groups);
+    if ((m->error_key = add_key(m, error_key)) < 0)
+        return -1;
+    if (!PyArg_ParseTuple(types, "OOOO", &m->span_record, &m->span_fact, &m->model_call, &m->candidate))
+        return -1;
+    Py_INCREF(m->span_record);
+    Py_INCREF(m->span_fact);
+    Py_INCREF(m->model_call);
+    Py_INCREF(m->candidate);
+    m->make_resource = Py_NewRef(make_resource);
+    m->make_scope = Py_NewRef(make_scope);
+    m->min_start = min_start;
+    m->max_start = max_start;
+    m->status_error = status_error;
+    m->no_events = PyTuple_New(0);
+    m->no_exception = Py_BuildValue("(ss)", "", "");
+    return m->no_events && m->no_exception ? 0 : -1;
+}
+
+static PyObject *Mapper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Mapper *m = (Mapper *)type->tp_alloc(type, 0);
+    if (m)
+        memset(m->table, 0xFF, sizeof m->table);
+    return (PyObject *)m;
+}
+
+static void Mapper_dealloc(Mapper *m)
+{
+    for (int i = 0; i < m->key_count; i++)
+        Py_XDECREF(m->key_objects[i]);
+    for (int i = 0; i < m->call_count; i++) {
+        Py_XDECREF(m->call_value[i]);
+        Py_XDECREF(m->call_capability[i]);
+    }
+    Py_XDECREF(m->span_record);
+    Py_XDECREF(m->span_fact);
+    Py_XDECREF(m->model_call);
+    Py_XDECREF(m->candidate);
+    Py_XDECREF(m->make_resource);
+    Py_XDECREF(m->make_scope);
+    Py_XDECREF(m->no_events);
+    Py_XDECREF(m->no_exception);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static PyMethodDef Mapper_methods[] = {
+    {"map", (PyCFunction)(void (*)(void))Mapper_map, METH_FASTCALL,
+     "map(body, oldest_start_ns) -> (facts, candidates, span count), or None for the Python path"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MapperType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ingest._spanmap.Mapper",
+    .tp_basicsize = sizeof(Mapper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Decodes and maps an OTLP protobuf export in one compiled pass (see ingest/fastmap.py).",
+    .tp_new = Mapper_new,
+    .tp_init = (initproc)Mapper_init,
+    .tp_dealloc = (destructor)Mapper_dealloc,
+    .tp_methods = Mapper_methods,
+};
+
+
+/* --- staged rows: clickhouse/staging.py's protobuf_row, compiled ----------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Buffer;
+
+static int reserve(Buffer *b, Py_ssize_t more)
+{
+    if (b->size + more <= b->capacity)
+        return 1;
+    Py_ssize_t grown = b->capacity ? b->capacity : 4096;
+    while (grown < b->size + more)
+        grown *= 2;
+    char *data = (char *)realloc(b->data, (size_t)grown);
+    if (!data) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    b->data = data;
+    b->capacity = grown;
+    return 1;
+}
+
+static int put(Buffer *b, const void *data, Py_ssize_t size)
+{
+    if (!reserve(b, size))
+        return 0;
+    memcpy(b->data + b->size, data, (size_t)size);
+    b->size += size;
+    return 1;
+}
+
+static int varint_size(uint64_t value)
+{
+    int size = 1;
+    while (value >= 0x80) {
+        value >>= 7;
+        size++;
+    }
+    return size;
+}
+
+static int put_varint(Buffer *b, uint64_t value)
+{
+    uint8_t out[10];
+    int size = 0;
+    while (value >= 0x80) {
+        out[size++] = (uint8_t)(value & 0x7F) | 0x80;
+        value >>= 7;
+    }
+    out[size++] = (uint8_t)value;
+    return put(b, out, size);
+}
+
+static int put_bytes_field(Buffer *b, uint32_t number, const char *data, Py_ssize_t size)
+{
+    return put_varint(b, (uint64_t)number << 3 | 2) && put_varint(b, (uint64_t)size) && put(b, data, size);
+}
+
+/* A string field, left out when empty (proto3). */
+static int put_text_field(Buffer *b, uint32_t number, PyObject *text)
+{
+    Py_ssize_t size;
+    const char *data = PyUnicode_AsUTF8AndSize(text, &size);
+    if (!data)
+        return 0;
+    return size == 0 || put_bytes_field(b, number, data, size);
+}
+
+static int put_fixed64_field(Buffer *b, uint32_t number, uint64_t value)
+{
+    uint8_t out[8];
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(value >> (8 * i));
+    return put_varint(b, (uint64_t)number << 3 | 1) && put(b, out, 8);
+}
+
+static PyObject *name_call, *name_record, *name_version, *name_context, *name_capability, *name_operation,
+    *name_exception, *name_trace_id, *name_span_id, *name_parent_span_id, *name_start_ns, *name_end_ns,
+    *name_payload, *name_resource, *name_scope;
+
+static int bytes_of(PyObject *owner, PyObject *name, PyObject **held, const char **data, Py_ssize_t *size)
+{
+    *held = PyObject_GetAttr(owner, name);
+    if (!*held)
+        return 0;
+    if (!PyBytes_Check(*held)) {
+        PyErr_SetString(PyExc_TypeError, "a protobuf row needs bytes payloads");
+        return 0;
+    }
+    *data = PyBytes_AS_STRING(*held);
+    *size = PyBytes_GET_SIZE(*held);
+    return 1;
+}
+
+/* One IncomingSpan's Decision (clickhouse/incoming_span.proto) into `b`. */
+static int put_decision(Buffer *b, PyObject *staged, PyObject *call, PyObject *record)
+{
+    PyObject *held[10] = {NULL};
+    int ok = 0;
+    unsigned long long start, end, version;
+    held[0] = PyObject_GetAttr(record, name_trace_id);
+    held[1] = held[0] ? PyObject_GetAttr(record, name_span_id) : NULL;
+    held[2] = held[1] ? PyObject_GetAttr(record, name_parent_span_id) : NULL;
+    held[3] = held[2] ? PyObject_GetAttr(record, name_start_ns) : NULL;
+    held[4] = held[3] ? PyObject_GetAttr(record, name_end_ns) : NULL;
+    held[5] = held[4] ? PyObject_GetAttr(staged, name_version) : NULL;
+    held[6] = held[5] ? PyObject_GetAttr(call, name_capability) : NULL;
+    held[7] = held[6] ? PyObject_GetAttr(call, name_operation) : NULL;
+    held[8] = held[7] ? PyObject_GetAttr(staged, name_context) : NULL;
+    held[9] = held[8] ? PyObject_GetAttr(call, name_exception) : NULL;
+    if (!held[9])
+        goto done;
+    start = PyLong_AsUnsignedLongLong(held[3]);
+    end = PyLong_AsUnsignedLongLong(held[4]);
+    version = PyLong_AsUnsignedLongLong(held[5]);
+    if (PyErr_Occurred())
+        goto done;
+    if (!put_text_field(b, 1, held[0]) || !put_text_field(b, 2, held[1]) || !put_text_field(b, 3, held[2]) ||
+        !put_fixed64_field(b, 4, start) || !put_fixed64_field(b, 5, end))
+        goto done;
+    if (version && !(put_varint(b, 6 << 3) && put_varint(b, version)))
+        goto done;
+    if (!put_text_field(b, 7, held[6]) || !put_text_field(b, 8, held[7]))
+        goto done;
+    if (!PyTuple_Check(held[8]) || PyTuple_GET_SIZE(held[8]) != 8 || !PyTuple_Check(held[9]) ||
+        PyTuple_GET_SIZE(held[9]) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a staged call needs 8 context fields and an (type, message) exception");
+        goto done;
+    }
+    for (int i = 0; i < 8; i++)
+        if (!put_text_field(b, 9 + (uint32_t)i, PyTuple_GET_ITEM(held[8], i)))
+            goto done;
+    ok = put_text_field(b, 17, PyTuple_GET_ITEM(held[9], 0)) && put_text_field(b, 18, PyTuple_GET_ITEM(held[9], 1));
+done:
+    for (int i = 0; i < 10; i++)
+        Py_XDECREF(held[i]);
+    return ok;
+}
+
+/* Rows of an IncomingSpan each, length-prefixed, joined: what one insert sends. */
+static PyObject *protobuf_rows(PyObject *module, PyObject *staged_calls)
+{
+    PyObject *sequence = PySequence_Fast(staged_calls, "protobuf_rows takes a sequence of staged calls");
+    if (!sequence)
+        return NULL;
+    Buffer rows = {NULL, 0, 0}, decision = {NULL, 0, 0};
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(sequence); i++) {
+        PyObject *staged = PySequence_Fast_GET_ITEM(sequence, i);
+        PyObject *call = NULL, *record = NULL, *resource = NULL, *scope = NULL;
+        PyObject *payload = NULL, *resource_payload = NULL, *scope_payload = NULL;
+        const char *span_data, *resource_data, *scope_data;
+        Py_ssize_t span_size, resource_size, scope_size;
+        int ok = 0;
+        decision.size = 0;
+        call = PyObject_GetAttr(staged, name_call);
+        record = call ? PyObject_GetAttr(call, name_record) : NULL;
+        resource = record ? PyObject_GetAttr(record, name_resource) : NULL;
+        scope = resource ? PyObject_GetAttr(record, name_scope) : NULL;
+        if (scope && bytes_of(record, name_payload, &payload, &span_data, &span_size) &&
+            bytes_of(resource, name_payload, &resource_payload, &resource_data, &resource_size) &&
+            bytes_of(scope, name_payload, &scope_payload, &scope_data, &scope_size) &&
+            put_decision(&decision, staged, call, record)) {
+            Py_ssize_t size = 1 + varint_size((uint64_t)resource_size) + resource_size + 1 +
+                              varint_size((uint64_t)scope_size) + scope_size + 1 + varint_size((uint64_t)span_size) +
+                              span_size + 1 + varint_size((uint64_t)decision.size) + decision.size;
+            ok = reserve(&rows, size + 10) && put_varint(&rows, (uint64_t)size) &&
+                 put_bytes_field(&rows, 1, resource_data, resource_size) &&
+                 put_bytes_field(&rows, 2, scope_data, scope_size) &&
+                 put_bytes_field(&rows, 3, span_data, span_size) &&
+                 put_bytes_field(&rows, 4, decision.data, decision.size);
+        }
+        Py_XDECREF(call);
+        Py_XDECREF(record);
+        Py_XDECREF(resource);
+        Py_XDECREF(scope);
+        Py_XDECREF(payload);
+        Py_XDECREF(resource_payload);
+        Py_XDECREF(scope_payload);
+        if (!ok)
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize(rows.data ? rows.data : "", rows.size);
+done:
+    free(rows.data);
+    free(decision.data);
+    Py_DECREF(sequence);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"protobuf_rows", protobuf_rows, METH_O,
+     "protobuf_rows(staged_calls) -> bytes: their IncomingSpan rows, length-prefixed (clickhouse/staging.py)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static int intern_names(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&name_call, "call"}, {&name_record, "record"}, {&name_version, "version"}, {&name_context, "context"},
+        {&name_capability, "capability"}, {&name_operation, "operation"}, {&name_exception, "exception"},
+        {&name_trace_id, "trace_id"}, {&name_span_id, "span_id"}, {&name_parent_span_id, "parent_span_id"},
+        {&name_start_ns, "start_ns"}, {&name_end_ns, "end_ns"}, {&name_payload, "payload"},
+        {&name_resource, "resource"}, {&name_scope, "scope"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!(*names[i].slot = PyUnicode_InternFromString(names[i].text)))
+            return -1;
+    return 0;
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spanmap", "Compiled OTLP decode and map, and staged rows.", -1, module_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__spanmap(void)
+{
+    if (PyType_Ready(&MapperType) < 0 || intern_names() < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Mapper", (PyObject *)&MapperType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
