@@ -508,12 +508,17 @@ static int scan_span(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_
     return 1;
 }
 
-/* ScopeSpans: scope = 1 (bytes), spans = 2. */
-static int scan_scope_spans(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Py_ssize_t resource_block)
+typedef int (*ScanChild)(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Py_ssize_t parent);
+
+/* ResourceSpans and ScopeSpans alike: field 1 is the resource or scope
+ * (bytes; the last one wins), field 2 each child, scanned by `child` with
+ * this block's index. */
+static int scan_block(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Block **blocks,
+                      Py_ssize_t *count, Py_ssize_t *capacity, Py_ssize_t parent, ScanChild child)
 {
-    GROW(scan->scopes, scan->scope_count, scan->scope_capacity, Block);
-    Py_ssize_t block = scan->scope_count++;
-    scan->scopes[block] = (Block){(const uint8_t *)"", 0, resource_block};
+    GROW(*blocks, *count, *capacity, Block);
+    Py_ssize_t block = (*count)++;
+    (*blocks)[block] = (Block){(const uint8_t *)"", 0, parent};
     while (p < end) {
         uint32_t number;
         int wire;
@@ -525,9 +530,9 @@ static int scan_scope_spans(const Mapper *m, Scan *scan, const uint8_t *p, const
             if (wire != 2 || !read_length(&p, end, &data, &size))
                 return 0;
             if (number == 1) {
-                scan->scopes[block].bytes = data;
-                scan->scopes[block].size = size;
-            } else if (!scan_span(m, scan, data, data + size, block)) {
+                (*blocks)[block].bytes = data;
+                (*blocks)[block].size = size;
+            } else if (!child(m, scan, data, data + size, block)) {
                 return 0;
             }
         } else if (!skip_field(&p, end, wire)) {
@@ -537,33 +542,18 @@ static int scan_scope_spans(const Mapper *m, Scan *scan, const uint8_t *p, const
     return 1;
 }
 
-/* ResourceSpans: resource = 1 (bytes), scope_spans = 2. */
+/* ScopeSpans: scope = 1, spans = 2. */
+static int scan_scope_spans(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end, Py_ssize_t resource_block)
+{
+    return scan_block(m, scan, p, end, &scan->scopes, &scan->scope_count, &scan->scope_capacity, resource_block,
+                      scan_span);
+}
+
+/* ResourceSpans: resource = 1, scope_spans = 2. */
 static int scan_resource_spans(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end)
 {
-    GROW(scan->resources, scan->resource_count, scan->resource_capacity, Block);
-    Py_ssize_t block = scan->resource_count++;
-    scan->resources[block] = (Block){(const uint8_t *)"", 0, block};
-    while (p < end) {
-        uint32_t number;
-        int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire))
-            return 0;
-        if (number == 1 || number == 2) {
-            if (wire != 2 || !read_length(&p, end, &data, &size))
-                return 0;
-            if (number == 1) {
-                scan->resources[block].bytes = data;
-                scan->resources[block].size = size;
-            } else if (!scan_scope_spans(m, scan, data, data + size, block)) {
-                return 0;
-            }
-        } else if (!skip_field(&p, end, wire)) {
-            return 0;
-        }
-    }
-    return 1;
+    return scan_block(m, scan, p, end, &scan->resources, &scan->resource_count, &scan->resource_capacity,
+                      scan->resource_count, scan_scope_spans);
 }
 
 static int scan_request(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end)
@@ -774,6 +764,26 @@ typedef struct {
     int ignored;
 } ScopeInfo;
 
+/* What make_resource or make_scope makes of a block's bytes: a new 2-tuple, or
+ * NULL (an error, or *give_up when the maker returned None). */
+static PyObject *made_pair(PyObject *maker, const Block *block, int *give_up)
+{
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)block->bytes, block->size);
+    PyObject *made = raw ? PyObject_CallOneArg(maker, raw) : NULL;
+    Py_XDECREF(raw);
+    if (made == Py_None) {
+        Py_DECREF(made);
+        *give_up = 1;
+        return NULL;
+    }
+    if (made && (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2)) {
+        Py_DECREF(made);
+        PyErr_SetString(PyExc_TypeError, "make_resource and make_scope return a pair or None");
+        return NULL;
+    }
+    return made;
+}
+
 /* Builds (facts, candidates, span count); returns Py_None (new ref) to give up. */
 static PyObject *build(Mapper *m, Scan *scan, uint64_t oldest)
 {
@@ -786,41 +796,17 @@ static PyObject *build(Mapper *m, Scan *scan, uint64_t oldest)
         goto done;
     }
     for (Py_ssize_t i = 0; i < scan->resource_count; i++) {
-        PyObject *raw = PyBytes_FromStringAndSize((const char *)scan->resources[i].bytes, scan->resources[i].size);
-        PyObject *made = raw ? PyObject_CallOneArg(m->make_resource, raw) : NULL;
-        Py_XDECREF(raw);
+        PyObject *made = made_pair(m->make_resource, &scan->resources[i], &give_up);
         if (!made)
             goto done;
-        if (made == Py_None) {
-            Py_DECREF(made);
-            give_up = 1;
-            goto done;
-        }
-        if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
-            Py_DECREF(made);
-            PyErr_SetString(PyExc_TypeError, "make_resource must return (resource, context) or None");
-            goto done;
-        }
         resources[i].resource = Py_NewRef(PyTuple_GET_ITEM(made, 0));
         resources[i].context = Py_NewRef(PyTuple_GET_ITEM(made, 1));
         Py_DECREF(made);
     }
     for (Py_ssize_t i = 0; i < scan->scope_count; i++) {
-        PyObject *raw = PyBytes_FromStringAndSize((const char *)scan->scopes[i].bytes, scan->scopes[i].size);
-        PyObject *made = raw ? PyObject_CallOneArg(m->make_scope, raw) : NULL;
-        Py_XDECREF(raw);
+        PyObject *made = made_pair(m->make_scope, &scan->scopes[i], &give_up);
         if (!made)
             goto done;
-        if (made == Py_None) {
-            Py_DECREF(made);
-            give_up = 1;
-            goto done;
-        }
-        if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
-            Py_DECREF(made);
-            PyErr_SetString(PyExc_TypeError, "make_scope must return (scope, ignored) or None");
-            goto done;
-        }
         scopes[i].scope = Py_NewRef(PyTuple_GET_ITEM(made, 0));
         scopes[i].ignored = PyObject_IsTrue(PyTuple_GET_ITEM(made, 1));
         Py_DECREF(made);
