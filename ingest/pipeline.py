@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from ingest import codec
 from ingest.batcher import Batcher, commit_now
@@ -123,12 +122,6 @@ class IngestService:
 
     def close(self, timeout: float = 30.0) -> bool:
         return self.batcher.close(timeout)
-
-    def decode(self, decoder: Callable[..., list[SpanRecord]], *args: Any) -> list[SpanRecord]:
-        """Run a transport's decoder in the Python slot, as mapping runs: it is
-        pure Python too, and decoding beside the writer's decisions slowed them."""
-        with self._python_slot.mapper():
-            return decoder(*args)
 
     def receive(self, body: bytes, media: str) -> DecodedExport:
         """Decode and map an export body, in the Python slot.

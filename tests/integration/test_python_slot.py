@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ingest.codec import decode_protobuf
+from ingest.codec import PROTOBUF
 from tests.support.spans import new_trace, request, span
 
 
@@ -37,12 +37,9 @@ def test_request_threads_decode_and_map_while_the_writer_waits_on_clickhouse(mak
     try:
         assert in_lookup.wait(10), "the writer never reached its look-up"
         started = time.monotonic()
-        records = service.decode(decode_protobuf, chat(new_trace()))
-        mapped, rejections = service.map(records)
-        with service._python_slot.mapper():  # what export() takes to map
-            pass
+        decoded = service.receive(chat(new_trace()), PROTOBUF)  # decodes and maps in the Python slot
         assert time.monotonic() - started < 2, "decoding or mapping waited for the writer's ClickHouse call"
-        assert len(mapped.candidates) == 1 and not rejections
+        assert len(decoded.mapped.candidates) == 1 and not decoded.rejections
     finally:
         release.set()
         sender.join(10)
