@@ -359,11 +359,11 @@ static int find_key(const Mapper *m, const uint8_t *p, Py_ssize_t size)
     } while (0)
 
 /* One map entry of the span's attributes (KeyValue: key = 1, value = 2). */
-static int scan_attribute(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_t *end,
-                          uint64_t *present, Found *local)
+static int scan_attribute(const Mapper *m, const uint8_t *p, const uint8_t *end, uint64_t *present, Found *local)
 {
-    const uint8_t *key = (const uint8_t *)"", *value_data = NULL;
-    Py_ssize_t key_size = 0, value_size = 0;
+    const uint8_t *key = (const uint8_t *)"";
+    Py_ssize_t key_size = 0;
+    Value value = {NULL, 0, 0, 0.0, KIND_NONE};
     int values_seen = 0;
     while (p < end) {
         uint32_t number;
@@ -381,10 +381,10 @@ static int scan_attribute(const Mapper *m, Scan *scan, const uint8_t *p, const u
                 key = data;
                 key_size = size;
             } else {
-                if (!scan_any_value(data, data + size, NULL, 3))
+                /* Read as it is checked: which key it belongs to may come after it. */
+                value = (Value){NULL, 0, 0, 0.0, KIND_NONE};
+                if (!scan_any_value(data, data + size, &value, 3))
                     return 0;
-                value_data = data;
-                value_size = size;
                 values_seen++;
             }
         } else if (!skip_field(&p, end, wire)) {
@@ -396,14 +396,10 @@ static int scan_attribute(const Mapper *m, Scan *scan, const uint8_t *p, const u
         return 1;
     if (values_seen > 1)
         return 0; /* two values in one entry merge: rare, left to upb */
-    Value value = {NULL, 0, 0, 0.0, KIND_NONE};
-    if (value_data && !scan_any_value(value_data, value_data + value_size, &value, 3))
-        return 0;
     /* A repeated key: the last entry wins, as in the view's map. */
     local[index].key = index;
     local[index].value = value;
     *present |= (uint64_t)1 << index;
-    (void)scan;
     return 1;
 }
 
@@ -475,7 +471,7 @@ static int scan_span(const Mapper *m, Scan *scan, const uint8_t *p, const uint8_
                 span->name = data;
                 span->name_size = size;
             } else if (number == 9) {
-                if (!scan_attribute(m, scan, data, data + size, &present, local))
+                if (!scan_attribute(m, data, data + size, &present, local))
                     return 0;
             } else if (number == 15) {
                 if (!scan_status(data, data + size, &span->status))
