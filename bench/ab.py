@@ -56,8 +56,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def checkout(revision: str, into: Path) -> Path:
-    """A detached worktree of `revision` (errors name the revision)."""
+    """A detached worktree of `revision` (errors name the revision), with its compiled
+    extensions built in place: without them a revision would run its Python path."""
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--quiet", "--detach", str(into), revision], check=True)
+    if (into / "setup.py").exists():
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=into, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return into
 
 
