@@ -662,8 +662,9 @@ static int same_text(PyObject *text, const uint8_t *p, Py_ssize_t size, int tran
     return 1;
 }
 
-/* The capability of a model call (borrowed), NULL when the span is none; sets
- * *operation_index to the table entry matched exactly (-1 otherwise). */
+/* Into *capability the capability of a model call (borrowed), NULL when the span
+ * is none, and into *operation the operation value it was matched by; GIVE_UP
+ * for a value the Python path turns into text. */
 static int capability_of(const Mapper *m, const Scan *scan, const SpanDesc *span, PyObject **capability,
                          const Value **operation)
 {
@@ -744,11 +745,6 @@ static PyObject *events_of(const SpanDesc *span)
         }
     }
     return events;
-}
-
-static PyObject *call(PyObject *type, PyObject *const *args, size_t count)
-{
-    return PyObject_Vectorcall(type, args, count, NULL);
 }
 
 typedef struct {
@@ -851,7 +847,7 @@ static PyObject *build(Mapper *m, Scan *scan, uint64_t oldest)
         PyObject *fact = NULL;
         if (trace && span_id && parent && start && end) {
             PyObject *args[] = {trace, span_id, parent, start, end, PyDict_GET_SIZE(context) ? context : Py_None};
-            fact = call(m->span_fact, args, 6);
+            fact = PyObject_Vectorcall(m->span_fact, args, 6, NULL);
         }
         if (fact)
             PyList_SET_ITEM(facts, i, fact);
@@ -866,19 +862,19 @@ static PyObject *build(Mapper *m, Scan *scan, uint64_t oldest)
             if (name && status && payload && events && operation_text) {
                 PyObject *args[] = {trace, span_id, parent, name, start, end, status, Py_None, events,
                                     resource->resource, scope->scope, payload};
-                record = call(m->span_record, args, 12);
+                record = PyObject_Vectorcall(m->span_record, args, 12, NULL);
             }
             if (record)
                 exception = failed ? PyObject_CallMethod(record, "exception", NULL) : Py_NewRef(m->no_exception);
             if (exception) {
                 PyObject *args[] = {record, capability, operation_text, has_tokens ? Py_True : Py_False, exception};
-                model_call = call(m->model_call, args, 5);
+                model_call = PyObject_Vectorcall(m->model_call, args, 5, NULL);
             }
             if (model_call)
                 key = PyTuple_Pack(2, trace, span_id);
             if (key) {
                 PyObject *args[] = {model_call, context, resource->context, key};
-                candidate = call(m->candidate, args, 4);
+                candidate = PyObject_Vectorcall(m->candidate, args, 4, NULL);
             }
             int appended = candidate && PyList_Append(candidates, candidate) == 0;
             Py_XDECREF(name);
