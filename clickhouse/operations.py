@@ -145,15 +145,15 @@ class OperationStore:
 
     def stage(self, calls: Sequence[StagedCall]) -> None:
         """Write new operations: one insert per encoding, mapped by incoming_spans_mv."""
-        protobuf_rows, json_rows = staging.encode(calls)
+        protobuf_body, json_rows = staging.encode(calls)
         client = self.database.client()
         with _refusals_are_permanent():
-            self._insert(client, protobuf_rows, json_rows)
+            self._insert(client, protobuf_body, json_rows)
 
-    def _insert(self, client, protobuf_rows: bytes, json_rows: Sequence[bytes]) -> None:
-        if protobuf_rows:
+    def _insert(self, client, protobuf_body: bytes, json_rows: Sequence[bytes]) -> None:
+        if protobuf_body:
             settings = {**staging.schema_settings(self.database.embedded), **_INSERT_SETTINGS}
-            client.raw_insert(staging.TABLE, None, protobuf_rows, fmt="Protobuf", settings=settings)
+            client.raw_insert(staging.TABLE, None, protobuf_body, fmt="Protobuf", settings=settings)
         if json_rows:
             client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow", settings=_INSERT_SETTINGS)
 
