@@ -83,7 +83,8 @@ def run(groups: list[int], repeats: int, data_dir: Path, log: Callable[[str], No
     tune_garbage_collector()  # as in the service's worker
 
     def exports(count: int):
-        return [service.map(codec.decode_protobuf(fresh_body(templates[i % len(templates)], ids)))[0] for i in range(count)]
+        # Decoded and mapped as the service does: the compiled pass where it is built.
+        return [service.receive(fresh_body(templates[i % len(templates)], ids), codec.PROTOBUF).mapped for i in range(count)]
 
     rows = []
     for group in groups:
