@@ -15,6 +15,10 @@ Rules, as in the contract (docs: otel-ingest.md, "Field mapping"):
   else the exception event's type; message from the status, else the
   exception event's message;
 - attributes that feed a column are not repeated in the `attributes` map.
+
+ingest/_spanmap.c (`write_row`) writes the same rows itself for the spans
+in its plain subset: a change to these rules needs the same change there,
+and tests/integration/test_direct_rows.py fails until both agree.
 """
 
 from __future__ import annotations

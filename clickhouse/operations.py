@@ -144,18 +144,23 @@ class OperationStore:
             return False
 
     def stage(self, calls: Sequence[StagedCall]) -> None:
-        """Write new operations: one insert per encoding, mapped by incoming_spans_mv."""
-        protobuf_body, json_rows = staging.encode(calls)
+        """Write new operations: the rows the compiled pass mapped straight into
+        `operations`, the rest through incoming_spans_mv, one insert per encoding.
+
+        A write that fails after one of its inserts is retried by the exporter;
+        the duplicate look-up then finds the calls stored and skips them."""
         client = self.database.client()
         with _refusals_are_permanent():
-            self._insert(client, protobuf_body, json_rows)
+            self._insert(client, staging.encode(calls))
 
-    def _insert(self, client, protobuf_body: bytes, json_rows: Sequence[bytes]) -> None:
-        if protobuf_body:
+    def _insert(self, client, encoded: staging.Encoded) -> None:
+        if encoded.direct:
+            client.raw_insert("operations", staging.DIRECT_COLUMN_NAMES, encoded.direct, fmt="Native", settings=_INSERT_SETTINGS)
+        if encoded.protobuf:
             settings = {**staging.schema_settings(self.database.embedded), **_INSERT_SETTINGS}
-            client.raw_insert(staging.TABLE, None, protobuf_body, fmt="Protobuf", settings=settings)
-        if json_rows:
-            client.raw_insert(staging.TABLE, None, b"\n".join(json_rows), fmt="JSONEachRow", settings=_INSERT_SETTINGS)
+            client.raw_insert(staging.TABLE, None, encoded.protobuf, fmt="Protobuf", settings=settings)
+        if encoded.json:
+            client.raw_insert(staging.TABLE, None, b"\n".join(encoded.json), fmt="JSONEachRow", settings=_INSERT_SETTINGS)
 
     def correct(self, changes: Sequence[Change]) -> None:
         if not changes:

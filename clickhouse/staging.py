@@ -1,4 +1,11 @@
-"""Rows for `incoming_spans`, encoded as clickhouse/incoming_span.proto describes.
+"""Rows of new operations: mapped rows for `operations`, and rows for `incoming_spans`.
+
+A call the compiled pass mapped (ingest/_spanmap.c, for spans in its plain
+subset) carries its `operations` row already, as the mapping view would have
+written it: `direct_body` appends what the writer decided and the rows go
+straight into `operations`. Every other call is staged through
+`incoming_spans`, as clickhouse/incoming_span.proto describes, and the view
+maps it.
 
 A protobuf row is written by hand around bytes the ingester already has: the
 exported InstrumentationScope and Span exactly as received, the resource's
@@ -14,10 +21,12 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
-from ingest.fastmap import compiled_rows
+from ingest.fastmap import compiled_rows, native_block
+from ingest.mapping import CONTEXT_FIELDS
 from ingest.store import StagedCall
 
 TABLE = "incoming_spans"
@@ -140,15 +149,63 @@ def protobuf_row(staged: StagedCall) -> bytes:
     )
 
 
-def encode(calls: Sequence[StagedCall]) -> tuple[bytes, list[bytes]]:
-    """The protobuf rows, joined, of calls exported as protobuf, and JSON lines for the rest."""
-    protobuf_calls, json_rows = [], []
+# The columns of a direct row, with the types it is sent as, in the order
+# ingest/_spanmap.c writes them: first what the span alone decides
+# (`write_row`, a RowBinary row per call), then what the writer decided. The
+# rest of `operations` takes its defaults; ClickHouse casts String to
+# LowCardinality(String) on the way in.
+_TYPES = {
+    "timestamp": "DateTime64(9, 'UTC')",
+    "sign": "Int8",
+    "succeeded": "Bool",
+    "streaming": "Bool",
+    "attributes": "Map(String, String)",
+    "version": "UInt32",
+} | dict.fromkeys(
+    "input_tokens output_tokens total_tokens cache_read_tokens cache_write_tokens reasoning_tokens duration_ns".split(),
+    "UInt64",
+)
+ROW_COLUMNS = (
+    "timestamp trace_id span_id parent_span_id sign service_name scope_name scope_version span_name "
+    "provider provider_raw request_model response_model input_tokens output_tokens total_tokens "
+    "cache_read_tokens cache_write_tokens reasoning_tokens duration_ns succeeded error_type error_message "
+    "streaming conversation_id server_address attributes"
+).split()
+DIRECT_COLUMNS = tuple(
+    (name, _TYPES.get(name, "String")) for name in (*ROW_COLUMNS, "capability", "operation", "version", *CONTEXT_FIELDS)
+)
+DIRECT_COLUMN_NAMES = tuple(name for name, _ in DIRECT_COLUMNS)
+
+
+class Encoded(NamedTuple):
+    """One group's new operations, as the three inserts that store them."""
+
+    direct: bytes  # a Native block of rows for `operations` (DIRECT_COLUMNS)
+    protobuf: bytes  # IncomingSpan rows for `incoming_spans`, mapped by the view
+    json: list[bytes]  # JSONEachRow lines for `incoming_spans`
+
+
+def encode(calls: Sequence[StagedCall]) -> Encoded:
+    """The rows of calls the compiled pass mapped, then the staged rows of the rest:
+    protobuf rows joined, JSON lines apart."""
+    direct_calls, protobuf_calls, json_rows = [], [], []
     for staged in calls:
-        if isinstance(staged.call.record.payload, bytes):
+        call = staged.call
+        if call.row is not None:
+            direct_calls.append(staged)
+        elif isinstance(call.record.payload, bytes):
             protobuf_calls.append(staged)
         else:
             json_rows.append(json_row(staged))
-    return protobuf_body(protobuf_calls), json_rows
+    return Encoded(direct_body(direct_calls), protobuf_body(protobuf_calls), json_rows)
+
+
+def direct_body(calls: Sequence[StagedCall]) -> bytes:
+    """The `operations` rows of calls that carry one (only the compiled pass writes them)."""
+    if not calls:
+        return b""
+    assert native_block is not None, "a call has a row, so ingest._spanmap is built"
+    return native_block(calls, DIRECT_COLUMNS)
 
 
 def protobuf_body(calls: Sequence[StagedCall]) -> bytes:

@@ -16,6 +16,12 @@ is not a string, an operation name that is not ASCII text, a token count
 sent as text or bytes, nesting deeper than the pass follows.
 tests/unit/test_spanmap.py holds the two paths to the same results.
 
+For a call in its plain subset (ingest/_spanmap.c `write_row` lists what
+is outside it) the pass also writes the call's `operations` row as the
+mapping view would (clickhouse/mapping.py), into `ModelCall.row`, so that
+ClickHouse neither parses the span's attributes nor runs the view for it;
+tests/integration/test_direct_rows.py compares those rows with the view's.
+
 The extension is built by `pip install` where a C compiler is present (the
 README's commands, CI); without it everything takes the Python path.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from clickhouse import mapping as view
 from ingest import codec
 from ingest import conventions as c
 from ingest.context import Candidate, SpanFact
@@ -41,6 +48,39 @@ except ImportError:  # installed without a compiler
     _spanmap = None
 
 AVAILABLE = _spanmap is not None
+
+# What the compiled pass needs to write a call's `operations` row as the
+# mapping view does (clickhouse/mapping.py): the alias lists in the order of
+# _spanmap.c's F_ fields, then the keys with a column of their own, and the
+# view's other constants.
+ROW_FIELDS = (
+    c.PROVIDER,
+    c.REQUEST_MODEL_BEFORE_INVOCATION,
+    c.REQUEST_MODEL_AFTER_INVOCATION,
+    c.RESPONSE_MODEL,
+    c.INPUT_TOKENS,
+    c.OUTPUT_TOKENS,
+    c.TOTAL_TOKENS,
+    c.CACHE_READ_TOKENS,
+    c.CACHE_WRITE_TOKENS,
+    c.REASONING_TOKENS,
+    c.STREAMING,
+    c.CONVERSATION,
+    (c.SERVER_ADDRESS,),
+)
+ROW_PLAN = (
+    ROW_FIELDS,
+    view.MAPPED_KEYS,
+    c.INVOCATION_PARAMETERS,
+    c.SERVICE_NAME,
+    tuple(c.PROVIDER_NAMES.items()),
+    tuple(sorted(c.STREAMING_OPERATIONS)),
+    view.MAX_ATTRIBUTE_VALUE_CHARS,
+    view.MAX_ATTRIBUTES,
+)
+# Staged calls' rows, completed with what the writer decided, as one Native
+# block (clickhouse/staging.py DIRECT_COLUMNS; None when not built).
+native_block = _spanmap.native_block if _spanmap is not None else None
 # clickhouse.staging.protobuf_row for many calls at once, joined (None when not built).
 compiled_rows = _spanmap.protobuf_rows if _spanmap is not None else None
 
@@ -59,6 +99,7 @@ class CompiledMapper:
             types=(codec.SpanRecord, SpanFact, ModelCall, Candidate),
             make_resource=self._resource,
             make_scope=self._scope,
+            row_plan=ROW_PLAN,
         )
 
     def map(self, body: bytes) -> tuple[list[SpanFact], list[Candidate], int] | None:

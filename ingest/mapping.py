@@ -46,6 +46,10 @@ class ModelCall(msgspec.Struct, gc=False):
     operation: str
     has_tokens: bool
     exception: tuple[str, str]
+    # Its `operations` row as ClickHouse's mapping view would write it, from the
+    # compiled pass (RowBinary, clickhouse/staging.py ROW_COLUMNS), or None:
+    # the view maps it from the span's bytes.
+    row: bytes | None = None
 
 
 class Mapper:

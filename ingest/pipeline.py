@@ -7,7 +7,8 @@ receive (ingest.http, ingest.grpc: transport, limits; ingest.codec: decoding)
   → commit (here: `_prepare` on the batcher's writer thread decides a group,
     with the duplicate check and context resolution, and `PreparedCommit.write`
     on its insert thread stores it, while the writer decides the next group;
-    the store has ClickHouse map each call's attributes into its row)
+    the store inserts the rows the compiled pass mapped, and has ClickHouse
+    map the attributes of every other call into its row)
 
 Nothing in this module knows about Flask, grpc or ClickHouse.
 """

@@ -11,6 +11,7 @@ import pytest
 
 from clickhouse.operations import OperationStore
 from clickhouse.operations import _refusals_are_permanent as _refusals
+from clickhouse.staging import Encoded
 from ingest.errors import StorageRejected
 from tests.support.spans import START, new_trace, request, span, span_id
 
@@ -283,7 +284,7 @@ def test_data_clickhouse_refuses_is_a_permanent_error(database):
     store = OperationStore(database)
     with pytest.raises(StorageRejected, match="code 27"):
         with _refusals():
-            store._insert(database.client(), b"", [b'{"decision": {"startTimeUnixNano": "not a number"}}'])
+            store._insert(database.client(), Encoded(b"", b"", [b'{"decision": {"startTimeUnixNano": "not a number"}}']))
 
 
 def test_a_plain_span_arriving_first_joins_two_calls_exported_together_later(pipeline):

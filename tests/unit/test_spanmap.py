@@ -288,7 +288,7 @@ def test_nesting_deeper_than_followed_is_handed_back(mapper):
 def test_more_context_keys_than_the_table_holds_leaves_everything_to_python():
     from ingest.config import ContextKeys
 
-    many = ContextKeys(user_id=tuple(f"user.key{i}" for i in range(80)))
+    many = ContextKeys(user_id=tuple(f"user.key{i}" for i in range(200)))
     assert fastmap.compiled_mapper(Mapper(IngestConfig(context_keys=many))) is None
     assert fastmap.compiled_mapper(Mapper(IngestConfig())) is not None
 
