@@ -278,6 +278,16 @@ static int skip_field(const uint8_t **at, const uint8_t *end, int wire)
     }
 }
 
+/* The next field of a message: its number and wire type, and the bytes of a
+ * length-delimited one (any other is skipped). 0 when malformed. */
+static int next_field(const uint8_t **p, const uint8_t *end, uint32_t *number, int *wire, const uint8_t **data,
+                      Py_ssize_t *size)
+{
+    if (!read_key(p, end, number, wire))
+        return 0;
+    return *wire == 2 ? read_length(p, end, data, size) : skip_field(p, end, *wire);
+}
+
 /* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as upb checks proto3 strings. */
 static int valid_utf8(const uint8_t *p, Py_ssize_t size)
 {
@@ -431,12 +441,21 @@ static int scan_key_value(const uint8_t *p, const uint8_t *end, int depth)
 
 /* --- the keys the mapping reads ------------------------------------------------ */
 
+/* Every span attribute's key is hashed, so only its length and its first and
+ * last eight bytes are (keys differ there; a collision costs a probe). */
 static uint32_t hash_key(const uint8_t *p, Py_ssize_t size)
 {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < size; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
+    if (size < 8) {
+        uint32_t h = 2166136261u;
+        for (Py_ssize_t i = 0; i < size; i++)
+            h = (h ^ p[i]) * 16777619u;
+        return h;
+    }
+    uint64_t head, tail;
+    memcpy(&head, p, 8);
+    memcpy(&tail, p + size - 8, 8);
+    uint64_t h = (head * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ (uint64_t)size;
+    return (uint32_t)(h ^ (h >> 29));
 }
 
 static int find_key(const Mapper *m, const uint8_t *p, Py_ssize_t size)
@@ -843,17 +862,12 @@ static int render(Buffer *b, const Value *v, int in_array)
         while (p < end) {
             uint32_t number_field;
             int wire;
-            const uint8_t *item;
-            Py_ssize_t item_size;
-            if (!read_key(&p, end, &number_field, &wire))
+            const uint8_t *item = NULL;
+            Py_ssize_t item_size = 0;
+            if (!next_field(&p, end, &number_field, &wire, &item, &item_size) || (number_field == 1 && wire != 2))
                 return ROW_UNUSUAL;
-            if (number_field != 1) {
-                if (!skip_field(&p, end, wire))
-                    return ROW_UNUSUAL;
+            if (number_field != 1)
                 continue;
-            }
-            if (wire != 2 || !read_length(&p, end, &item, &item_size))
-                return ROW_UNUSUAL;
             Value element = {NULL, 0, 0, 0.0, KIND_NONE, 0};
             if (!scan_any_value(item, item + item_size, &element, 0))
                 return ROW_UNUSUAL;
@@ -876,15 +890,13 @@ typedef struct {
     const Attribute *attributes;
     Py_ssize_t count;
     Buffer *text; /* scratch: the text of the value read last */
+    int16_t position[MAX_KEYS]; /* key index -> its entry, -1 when absent */
 } SpanAttributes;
 
 /* The entry of key `index`, or NULL (keys are unique in a span that gets a row). */
 static const Attribute *entry_of(const SpanAttributes *a, int index)
 {
-    for (Py_ssize_t i = 0; i < a->count; i++)
-        if (a->attributes[i].index == index)
-            return &a->attributes[i];
-    return NULL;
+    return a->position[index] < 0 ? NULL : &a->attributes[a->position[index]];
 }
 
 /* Into a->text the text of key `index` ('' when absent). */
@@ -1019,44 +1031,28 @@ static void resource_texts(const Mapper *m, const Block *block, BlockTexts *out)
     while (out->plain && p < end) {
         uint32_t number;
         int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire)) {
+        const uint8_t *entry = NULL, *data = NULL;
+        Py_ssize_t entry_size = 0, size = 0;
+        if (!next_field(&p, end, &number, &wire, &entry, &entry_size) || (number == 1 && wire != 2)) {
             out->plain = 0;
             break;
         }
-        if (number != 1) {
-            out->plain = skip_field(&p, end, wire);
+        if (number != 1)
             continue;
-        }
-        if (wire != 2 || !read_length(&p, end, &data, &size)) {
-            out->plain = 0;
-            break;
-        }
-        const uint8_t *q = data, *entry_end = data + size, *key = (const uint8_t *)"";
+        const uint8_t *q = entry, *entry_end = entry + entry_size, *key = (const uint8_t *)"";
         Py_ssize_t key_size = 0;
         int keys = 0, values = 0;
         Value value = {NULL, 0, 0, 0.0, KIND_NONE, 0};
         while (out->plain && q < entry_end) {
-            if (!read_key(&q, entry_end, &number, &wire)) {
+            if (!next_field(&q, entry_end, &number, &wire, &data, &size) || ((number == 1 || number == 2) && wire != 2)) {
                 out->plain = 0;
-                break;
-            }
-            if (number == 1 || number == 2) {
-                if (wire != 2 || !read_length(&q, entry_end, &data, &size)) {
-                    out->plain = 0;
-                    break;
-                }
-                if (number == 1) {
-                    key = data;
-                    key_size = size;
-                    keys++;
-                } else {
-                    values++;
-                    out->plain = scan_any_value(data, data + size, &value, 1);
-                }
-            } else {
-                out->plain = skip_field(&q, entry_end, wire);
+            } else if (number == 1) {
+                key = data;
+                key_size = size;
+                keys++;
+            } else if (number == 2) {
+                values++;
+                out->plain = scan_any_value(data, data + size, &value, 1);
             }
         }
         if (keys != 1 || values > 1 || value.members > 1)
@@ -1080,19 +1076,17 @@ static void scope_texts(const Block *block, BlockTexts *out)
     while (out->plain && p < end) {
         uint32_t number;
         int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire)) {
+        const uint8_t *data = NULL;
+        Py_ssize_t size = 0;
+        if (!next_field(&p, end, &number, &wire, &data, &size)) {
             out->plain = 0;
         } else if (number == 1 || number == 2) {
-            if (wire != 2 || !read_length(&p, end, &data, &size) || !valid_utf8(data, size) || seen[number - 1]++) {
+            if (wire != 2 || !valid_utf8(data, size) || seen[number - 1]++) {
                 out->plain = 0;
             } else {
                 out->text[number - 1] = data;
                 out->size[number - 1] = size;
             }
-        } else {
-            out->plain = skip_field(&p, end, wire);
         }
     }
 }
@@ -1125,18 +1119,25 @@ static int put_hex(Buffer *b, const uint8_t *p, Py_ssize_t size)
 static int write_row(const Mapper *m, const SpanDesc *span, const BlockTexts *resource, const BlockTexts *scope,
                      const Attribute *attributes, Buffer *row, Buffer *text, Buffer *pairs)
 {
-    SpanAttributes a = {attributes, span->attribute_count, text};
+    SpanAttributes a = {attributes, span->attribute_count, text, {0}};
     if (!resource->plain || !scope->plain || span->repeated_fields || span->end < span->start ||
         span->attribute_count > m->max_attributes)
         return ROW_UNUSUAL;
+    memset(a.position, 0xFF, sizeof(int16_t) * (size_t)m->key_count);
     const Attribute *operation = NULL;
     for (Py_ssize_t i = 0; i < a.count; i++) {
         const Attribute *entry = &attributes[i];
         if (entry->keys_seen != 1 || entry->values_seen != 1 || entry->value.members != 1 ||
             entry->index == m->invocation_key)
             return ROW_UNUSUAL;
+        if (entry->index >= 0) {
+            if (a.position[entry->index] >= 0)
+                return ROW_UNUSUAL;
+            a.position[entry->index] = (int16_t)i;
+            continue; /* a known key: the table above finds it sent twice */
+        }
         for (Py_ssize_t j = 0; j < i; j++)
-            if (same_bytes(attributes[j].key, attributes[j].key_size, entry->key, entry->key_size))
+            if (attributes[j].index < 0 && same_bytes(attributes[j].key, attributes[j].key_size, entry->key, entry->key_size))
                 return ROW_UNUSUAL;
     }
     for (int i = 0; i < m->operation_count && !operation; i++)
