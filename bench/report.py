@@ -260,8 +260,9 @@ def limits(report: Report) -> str:
                 f"{protobuf.window_seconds / protobuf.inserts_in_window:.1f} s: each group commit (duplicate look-up, "
                 "context resolution, then building and sending the insert) is the serial step every export waits for; "
                 "the writer decides the next group while an insert thread stores the current one, request threads "
-                "decode and map the exports after them, and ClickHouse's share of each insert (parsing the staged "
-                "spans, the mapping view, both rollups) runs without the lock."
+                "decode and map the exports after them (the compiled pass also writes the rows of the calls in its "
+                "plain subset), and ClickHouse's share of each insert (reading those rows, the mapping view for any "
+                "other call, both rollups) runs without the lock."
             )
         profile = report.profiles.get("protobuf")
         if profile is not None and profile.samples:

@@ -2047,25 +2047,13 @@ done:
     return result;
 }
 
-/* A str as a RowBinary String. */
-static int put_text(Buffer *b, PyObject *text)
-{
-    Py_ssize_t size;
-    const char *data = PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &size) : NULL;
-    if (!data) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "an operations row needs str values");
-        return 0;
-    }
-    return put_string(b, data, size);
-}
-
 /* --- the direct rows of an insert, as one Native block ---------------------------- */
 /*
  * ClickHouse reads a Native block (column after column) about three times
  * faster than the same rows in RowBinary, so the writer sends its direct rows
  * as one: each call's row as pass one wrote it (RowBinary, the first columns),
- * then its capability, operation, version and context from the writer.
+ * then its capability, operation, version and context from the writer. The
+ * fields are read with the interpreter lock, the columns written without it.
  */
 
 #define MAX_COLUMNS 64
@@ -2074,8 +2062,9 @@ enum { COLUMN_STRING, COLUMN_FIXED1, COLUMN_FIXED4, COLUMN_FIXED8, COLUMN_MAP };
 
 typedef struct {
     int kind;
-    Buffer data, keys, values; /* a map: data holds the offsets */
-    uint64_t entries;
+    Py_ssize_t sizes[3]; /* bytes of its data (a map: offsets), keys and values */
+    char *at[3];         /* where they are written next, once measured */
+    uint64_t entries;    /* a map's entries so far */
 } Column;
 
 static int column_kind(const char *type)
@@ -2094,42 +2083,158 @@ static int column_kind(const char *type)
     return -1;
 }
 
-/* One RowBinary String at *at into `out` (same encoding in Native). */
-static int copy_string(const uint8_t **at, const uint8_t *end, Buffer *out)
+/* Measure (`write` 0) or write bytes into part `part` of a column. */
+static void emit(Column *column, int part, const void *data, Py_ssize_t size, int write)
 {
-    const uint8_t *data;
+    if (write) {
+        memcpy(column->at[part], data, (size_t)size);
+        column->at[part] += size;
+    } else {
+        column->sizes[part] += size;
+    }
+}
+
+/* One RowBinary String at *at (the same encoding in Native). */
+static int take_string(const uint8_t **at, const uint8_t *end, Column *column, int part, int write)
+{
+    const uint8_t *start = *at, *data;
     Py_ssize_t size;
-    const uint8_t *start = *at;
     if (!read_length(at, end, &data, &size))
         return 0;
-    return put(out, start, *at - start);
+    emit(column, part, start, *at - start, write);
+    return 1;
+}
+
+static void emit_string(Column *column, const char *data, Py_ssize_t size, int write)
+{
+    uint8_t length[10];
+    int n = 0;
+    for (uint64_t value = (uint64_t)size; ; value >>= 7) {
+        length[n++] = (uint8_t)(value & 0x7F) | (value >= 0x80 ? 0x80 : 0);
+        if (value < 0x80)
+            break;
+    }
+    emit(column, 0, length, n, write);
+    emit(column, 0, data, size, write);
 }
 
 /* One value of a pass-one row into its column; 0 when the row is cut short. */
-static int copy_value(const uint8_t **at, const uint8_t *end, Column *column)
+static int take_value(const uint8_t **at, const uint8_t *end, Column *column, int write)
 {
     static const int widths[] = {[COLUMN_FIXED1] = 1, [COLUMN_FIXED4] = 4, [COLUMN_FIXED8] = 8};
     switch (column->kind) {
     case COLUMN_STRING:
-        return copy_string(at, end, &column->data);
+        return take_string(at, end, column, 0, write);
     case COLUMN_MAP: {
         uint64_t count;
+        uint8_t offset[8];
         if (!read_varint(at, end, &count))
             return 0;
         for (uint64_t i = 0; i < count; i++)
-            if (!copy_string(at, end, &column->keys) || !copy_string(at, end, &column->values))
+            if (!take_string(at, end, column, 1, write) || !take_string(at, end, column, 2, write))
                 return 0;
         column->entries += count;
-        return put_u64(&column->data, column->entries);
+        for (int i = 0; i < 8; i++)
+            offset[i] = (uint8_t)(column->entries >> (8 * i));
+        emit(column, 0, offset, 8, write);
+        return 1;
     }
     default: {
         int width = widths[column->kind];
-        if (end - *at < width || !put(&column->data, *at, width))
+        if (end - *at < width)
             return 0;
+        emit(column, 0, *at, width, write);
         *at += width;
         return 1;
     }
     }
+}
+
+/* What native_block reads of one staged call: its row, and the UTF-8 of its
+ * capability, operation and 8 context fields (owned by objects it holds). */
+typedef struct {
+    const uint8_t *row;
+    Py_ssize_t row_size;
+    const char *text[10];
+    Py_ssize_t size[10];
+    uint8_t version[4];
+} DirectCall;
+
+#define DIRECT_TEXTS 10
+
+/* A call's fields into *out, its objects into held[0..3] (new references). */
+static int read_direct_call(PyObject *staged, DirectCall *out, PyObject **held)
+{
+    PyObject *call = PyObject_GetAttr(staged, name_call);
+    if (!call)
+        return 0;
+    held[0] = PyObject_GetAttr(call, name_row);
+    held[1] = held[0] ? PyObject_GetAttr(call, name_capability) : NULL;
+    held[2] = held[1] ? PyObject_GetAttr(call, name_operation) : NULL;
+    held[3] = held[2] ? PyObject_GetAttr(staged, name_context) : NULL;
+    PyObject *version = held[3] ? PyObject_GetAttr(staged, name_version) : NULL;
+    Py_DECREF(call);
+    if (!version)
+        return 0;
+    unsigned long number = PyLong_AsUnsignedLong(version);
+    Py_DECREF(version);
+    if (PyErr_Occurred() || number > 0xFFFFFFFFul) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_OverflowError, "a version is a UInt32");
+        return 0;
+    }
+    if (!PyBytes_Check(held[0]) || !PyTuple_Check(held[3]) || PyTuple_GET_SIZE(held[3]) != 8) {
+        PyErr_SetString(PyExc_TypeError, "a direct row needs the call's row bytes and 8 context fields");
+        return 0;
+    }
+    out->row = (const uint8_t *)PyBytes_AS_STRING(held[0]);
+    out->row_size = PyBytes_GET_SIZE(held[0]);
+    for (int i = 0; i < 4; i++)
+        out->version[i] = (uint8_t)(number >> (8 * i));
+    for (int t = 0; t < DIRECT_TEXTS; t++) {
+        PyObject *text = t == 0 ? held[1] : t == 1 ? held[2] : PyTuple_GET_ITEM(held[3], t - 2);
+        if (!PyUnicode_Check(text)) {
+            PyErr_SetString(PyExc_TypeError, "an operations row needs str values");
+            return 0;
+        }
+        if (!(out->text[t] = PyUnicode_AsUTF8AndSize(text, &out->size[t])))
+            return 0;
+    }
+    return 1;
+}
+
+/* Measure (`write` 0), then write, the columns of the calls: no Python calls.
+ * 0 for a row that does not fit the columns. */
+static int take_columns(const DirectCall *calls, Py_ssize_t rows, Column *table, Py_ssize_t from_row, int write)
+{
+    for (Py_ssize_t c = 0; c < from_row; c++)
+        table[c].entries = 0;
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        const uint8_t *at = calls[i].row, *end = at + calls[i].row_size;
+        for (Py_ssize_t c = 0; c < from_row; c++)
+            if (!take_value(&at, end, &table[c], write))
+                return 0;
+        if (at != end)
+            return 0;
+        emit_string(&table[from_row], calls[i].text[0], calls[i].size[0], write);
+        emit_string(&table[from_row + 1], calls[i].text[1], calls[i].size[1], write);
+        emit(&table[from_row + 2], 0, calls[i].version, 4, write);
+        for (int f = 0; f < 8; f++)
+            emit_string(&table[from_row + 3 + f], calls[i].text[2 + f], calls[i].size[2 + f], write);
+    }
+    return 1;
+}
+
+static char *put_header_text(char *at, const char *text)
+{
+    size_t size = strlen(text);
+    uint64_t value = size;
+    do {
+        *at++ = (char)((value & 0x7F) | (value >= 0x80 ? 0x80 : 0));
+        value >>= 7;
+    } while (value);
+    memcpy(at, text, size);
+    return at + size;
 }
 
 static PyObject *native_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -2138,93 +2243,83 @@ static PyObject *native_block(PyObject *module, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "native_block(staged_calls, columns)");
         return NULL;
     }
-    PyObject *calls = PySequence_Fast(args[0], "native_block takes a sequence of staged calls");
-    PyObject *columns = calls ? PySequence_Fast(args[1], "columns are (name, type) pairs") : NULL;
+    PyObject *staged = PySequence_Fast(args[0], "native_block takes a sequence of staged calls");
+    PyObject *columns = staged ? PySequence_Fast(args[1], "columns are (name, type) pairs") : NULL;
     Column table[MAX_COLUMNS];
     const char *names[MAX_COLUMNS], *types[MAX_COLUMNS];
-    Py_ssize_t count = columns ? PySequence_Fast_GET_SIZE(columns) : 0, from_row = count - 11;
-    Buffer block = {NULL, 0, 0};
+    Py_ssize_t count = columns ? PySequence_Fast_GET_SIZE(columns) : 0, from_row = count - 3 - 8;
+    Py_ssize_t rows = staged ? PySequence_Fast_GET_SIZE(staged) : 0, read = 0;
+    DirectCall *calls = NULL;
+    PyObject **held = NULL;
     PyObject *result = NULL;
     memset(table, 0, sizeof table);
     if (!columns)
         goto done;
-    if (count > MAX_COLUMNS || from_row < 0) {
-        PyErr_SetString(PyExc_ValueError, "a direct row has its row's columns, then capability, operation, version and 8 context fields");
+    if (count > MAX_COLUMNS || from_row < 0 || count > 127 || rows > 0x1FFFFF) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a direct row has its row's columns, then capability, operation, version and 8 context fields");
         goto done;
     }
     for (Py_ssize_t c = 0; c < count; c++) {
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(columns, c), "ss", &names[c], &types[c]))
             goto done;
+        if (strlen(names[c]) > 127) {
+            PyErr_SetString(PyExc_ValueError, "a column name is at most 127 bytes here");
+            goto done;
+        }
         if ((table[c].kind = column_kind(types[c])) < 0) {
             PyErr_Format(PyExc_ValueError, "no Native encoding for column type %s", types[c]);
             goto done;
         }
     }
-    Py_ssize_t rows = PySequence_Fast_GET_SIZE(calls);
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        PyObject *staged = PySequence_Fast_GET_ITEM(calls, i);
-        PyObject *call = PyObject_GetAttr(staged, name_call);
-        PyObject *row = call ? PyObject_GetAttr(call, name_row) : NULL;
-        PyObject *capability = row ? PyObject_GetAttr(call, name_capability) : NULL;
-        PyObject *operation = capability ? PyObject_GetAttr(call, name_operation) : NULL;
-        PyObject *version = operation ? PyObject_GetAttr(staged, name_version) : NULL;
-        PyObject *context = version ? PyObject_GetAttr(staged, name_context) : NULL;
-        int ok = 0;
-        if (context) {
-            unsigned long number = PyLong_AsUnsignedLong(version);
-            if (PyErr_Occurred() || number > 0xFFFFFFFFul) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_OverflowError, "a version is a UInt32");
-            } else if (!PyBytes_Check(row) || !PyTuple_Check(context) || PyTuple_GET_SIZE(context) != 8) {
-                PyErr_SetString(PyExc_TypeError, "a direct row needs the call's row bytes and 8 context fields");
-            } else {
-                const uint8_t *at = (const uint8_t *)PyBytes_AS_STRING(row), *end = at + PyBytes_GET_SIZE(row);
-                uint8_t version_bytes[4] = {(uint8_t)number, (uint8_t)(number >> 8), (uint8_t)(number >> 16),
-                                            (uint8_t)(number >> 24)};
-                ok = 1;
-                for (Py_ssize_t c = 0; ok && c < from_row; c++)
-                    ok = copy_value(&at, end, &table[c]);
-                if (ok && at != end) {
-                    PyErr_SetString(PyExc_ValueError, "a call's row does not match the direct columns");
-                    ok = 0;
-                }
-                ok = ok && put_text(&table[from_row].data, capability) && put_text(&table[from_row + 1].data, operation) &&
-                     put(&table[from_row + 2].data, version_bytes, 4);
-                for (int f = 0; ok && f < 8; f++)
-                    ok = put_text(&table[from_row + 3 + f].data, PyTuple_GET_ITEM(context, f));
-            }
-        }
-        Py_XDECREF(call);
-        Py_XDECREF(row);
-        Py_XDECREF(capability);
-        Py_XDECREF(operation);
-        Py_XDECREF(version);
-        Py_XDECREF(context);
-        if (!ok) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a call's row does not match the direct columns");
+    calls = malloc(sizeof(DirectCall) * (size_t)(rows + 1));
+    held = calloc((size_t)(4 * rows + 1), sizeof(PyObject *));
+    if (!calls || !held) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; read < rows; read++)
+        if (!read_direct_call(PySequence_Fast_GET_ITEM(staged, read), &calls[read], held + 4 * read)) {
+            read++; /* its references are released below */
             goto done;
         }
+    int fits;
+    Py_BEGIN_ALLOW_THREADS
+    fits = take_columns(calls, rows, table, from_row, 0);
+    Py_END_ALLOW_THREADS
+    if (!fits) {
+        PyErr_SetString(PyExc_ValueError, "a call's row does not match the direct columns");
+        goto done;
     }
-    int ok = put_varint(&block, (uint64_t)count) && put_varint(&block, (uint64_t)rows);
-    for (Py_ssize_t c = 0; ok && c < count; c++) {
-        const Column *column = &table[c];
-        ok = put_string(&block, names[c], (Py_ssize_t)strlen(names[c])) &&
-             put_string(&block, types[c], (Py_ssize_t)strlen(types[c])) && put(&block, column->data.data, column->data.size) &&
-             put(&block, column->keys.data, column->keys.size) && put(&block, column->values.data, column->values.size);
+    Py_ssize_t total = 1 + varint_size((uint64_t)rows);
+    for (Py_ssize_t c = 0; c < count; c++)
+        total += 2 + (Py_ssize_t)strlen(names[c]) + (Py_ssize_t)strlen(types[c]) + table[c].sizes[0] +
+                 table[c].sizes[1] + table[c].sizes[2]; /* names and types are short: one-byte lengths */
+    if (!(result = PyBytes_FromStringAndSize(NULL, total)))
+        goto done;
+    char *at = PyBytes_AS_STRING(result);
+    *at++ = (char)count;
+    for (uint64_t value = (uint64_t)rows; ; value >>= 7) {
+        *at++ = (char)((value & 0x7F) | (value >= 0x80 ? 0x80 : 0));
+        if (value < 0x80)
+            break;
     }
-    if (ok)
-        result = PyBytes_FromStringAndSize(block.data, block.size);
-    else
-        PyErr_NoMemory();
+    for (Py_ssize_t c = 0; c < count; c++) {
+        at = put_header_text(put_header_text(at, names[c]), types[c]);
+        for (int part = 0; part < 3; part++) {
+            table[c].at[part] = at;
+            at += table[c].sizes[part];
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    take_columns(calls, rows, table, from_row, 1);
+    Py_END_ALLOW_THREADS
 done:
-    for (int c = 0; c < MAX_COLUMNS; c++) {
-        free(table[c].data.data);
-        free(table[c].keys.data);
-        free(table[c].values.data);
-    }
-    free(block.data);
-    Py_XDECREF(calls);
+    for (Py_ssize_t i = 0; held && i < 4 * read; i++)
+        Py_XDECREF(held[i]);
+    free(held);
+    free(calls);
+    Py_XDECREF(staged);
     Py_XDECREF(columns);
     return result;
 }

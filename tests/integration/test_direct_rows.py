@@ -242,3 +242,19 @@ def test_a_direct_row_keeps_the_span_start_and_the_writer_version(database, comp
     assert_rows_alike(database, [call])
     result = database.client().query("SELECT toUnixTimestamp64Nano(timestamp), version, duration_ns, user_name FROM operations")
     assert result.result_rows == [(start, 3, 5, "Zoë Ångström")]
+
+
+def test_a_native_block_refuses_rows_that_do_not_fit_its_columns(compiled):
+    from clickhouse import staging
+
+    call = with_row(compiled, CHAT)
+    assert fastmap.native_block([call], staging.DIRECT_COLUMNS)[:2] == bytes((len(staging.DIRECT_COLUMNS), 1))
+    cut = StagedCall(msgspec.structs.replace(call.call, row=call.call.row[:-1]), 1, CONTEXT)
+    with pytest.raises(ValueError, match="does not match"):
+        fastmap.native_block([cut], staging.DIRECT_COLUMNS)
+    with pytest.raises(ValueError, match="no Native encoding"):
+        fastmap.native_block([call], (("x", "Decimal(9, 2)"),) + staging.DIRECT_COLUMNS[1:])
+    with pytest.raises(TypeError, match="8 context fields"):
+        fastmap.native_block([StagedCall(call.call, 1, CONTEXT[:7])], staging.DIRECT_COLUMNS)
+    with pytest.raises(OverflowError):
+        fastmap.native_block([StagedCall(call.call, 2**32, CONTEXT)], staging.DIRECT_COLUMNS)
