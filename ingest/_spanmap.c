@@ -288,6 +288,22 @@ static int next_field(const uint8_t **p, const uint8_t *end, uint32_t *number, i
     return *wire == 2 ? read_length(p, end, data, size) : skip_field(p, end, *wire);
 }
 
+/* The next field of a message whose fields 1 and 2 are length-delimited (a
+ * KeyValue, a ResourceSpans, a ScopeSpans, a Scope): *number 1 or 2 with its
+ * bytes, or 0 for any other field, skipped. 0 when malformed (field 1 or 2
+ * sent with another wire type included, as upb refuses it). */
+static int next_pair_field(const uint8_t **p, const uint8_t *end, uint32_t *number, const uint8_t **data,
+                           Py_ssize_t *size)
+{
+    int wire;
+    if (!next_field(p, end, number, &wire, data, size))
+        return 0;
+    if (*number == 1 || *number == 2)
+        return wire == 2;
+    *number = 0;
+    return 1;
+}
+
 /* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as upb checks proto3 strings. */
 static int valid_utf8(const uint8_t *p, Py_ssize_t size)
 {
@@ -422,19 +438,12 @@ static int scan_key_value(const uint8_t *p, const uint8_t *end, int depth)
         return 0;
     while (p < end) {
         uint32_t number;
-        int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire))
+        const uint8_t *data = NULL;
+        Py_ssize_t size = 0;
+        if (!next_pair_field(&p, end, &number, &data, &size))
             return 0;
-        if (number == 1 || number == 2) {
-            if (wire != 2 || !read_length(&p, end, &data, &size))
-                return 0;
-            if (number == 1 ? !valid_utf8(data, size) : !scan_any_value(data, data + size, NULL, depth + 1))
-                return 0;
-        } else if (!skip_field(&p, end, wire)) {
+        if (number == 1 ? !valid_utf8(data, size) : number == 2 && !scan_any_value(data, data + size, NULL, depth + 1))
             return 0;
-        }
     }
     return 1;
 }
@@ -497,29 +506,22 @@ static int scan_attribute(const Mapper *m, Scan *scan, const uint8_t *p, const u
     int values_seen = 0, keys_seen = 0;
     while (p < end) {
         uint32_t number;
-        int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire))
+        const uint8_t *data = NULL;
+        Py_ssize_t size = 0;
+        if (!next_pair_field(&p, end, &number, &data, &size))
             return 0;
-        if (number == 1 || number == 2) {
-            if (wire != 2 || !read_length(&p, end, &data, &size))
+        if (number == 1) {
+            if (!valid_utf8(data, size))
                 return 0;
-            if (number == 1) {
-                if (!valid_utf8(data, size))
-                    return 0;
-                key = data;
-                key_size = size;
-                keys_seen++;
-            } else {
-                /* Read as it is checked: which key it belongs to may come after it. */
-                value = (Value){NULL, 0, 0, 0.0, KIND_NONE, 0};
-                if (!scan_any_value(data, data + size, &value, 3))
-                    return 0;
-                values_seen++;
-            }
-        } else if (!skip_field(&p, end, wire)) {
-            return 0;
+            key = data;
+            key_size = size;
+            keys_seen++;
+        } else if (number == 2) {
+            /* Read as it is checked: which key it belongs to may come after it. */
+            value = (Value){NULL, 0, 0, 0.0, KIND_NONE, 0};
+            if (!scan_any_value(data, data + size, &value, 3))
+                return 0;
+            values_seen++;
         }
     }
     int index = find_key(m, key, key_size);
@@ -667,22 +669,15 @@ static int scan_block(const Mapper *m, Scan *scan, const uint8_t *p, const uint8
     (*blocks)[block] = (Block){(const uint8_t *)"", 0, parent, 0};
     while (p < end) {
         uint32_t number;
-        int wire;
-        const uint8_t *data;
-        Py_ssize_t size;
-        if (!read_key(&p, end, &number, &wire))
+        const uint8_t *data = NULL;
+        Py_ssize_t size = 0;
+        if (!next_pair_field(&p, end, &number, &data, &size))
             return 0;
-        if (number == 1 || number == 2) {
-            if (wire != 2 || !read_length(&p, end, &data, &size))
-                return 0;
-            if (number == 1) {
-                (*blocks)[block].bytes = data;
-                (*blocks)[block].size = size;
-                (*blocks)[block].fields++;
-            } else if (!child(m, scan, data, data + size, block)) {
-                return 0;
-            }
-        } else if (!skip_field(&p, end, wire)) {
+        if (number == 1) {
+            (*blocks)[block].bytes = data;
+            (*blocks)[block].size = size;
+            (*blocks)[block].fields++;
+        } else if (number == 2 && !child(m, scan, data, data + size, block)) {
             return 0;
         }
     }
@@ -1044,7 +1039,7 @@ static void resource_texts(const Mapper *m, const Block *block, BlockTexts *out)
         int keys = 0, values = 0;
         Value value = {NULL, 0, 0, 0.0, KIND_NONE, 0};
         while (out->plain && q < entry_end) {
-            if (!next_field(&q, entry_end, &number, &wire, &data, &size) || ((number == 1 || number == 2) && wire != 2)) {
+            if (!next_pair_field(&q, entry_end, &number, &data, &size)) {
                 out->plain = 0;
             } else if (number == 1) {
                 key = data;
@@ -1075,13 +1070,12 @@ static void scope_texts(const Block *block, BlockTexts *out)
     *out = (BlockTexts){{(const uint8_t *)"", (const uint8_t *)""}, {0, 0}, block->fields <= 1};
     while (out->plain && p < end) {
         uint32_t number;
-        int wire;
         const uint8_t *data = NULL;
         Py_ssize_t size = 0;
-        if (!next_field(&p, end, &number, &wire, &data, &size)) {
+        if (!next_pair_field(&p, end, &number, &data, &size)) {
             out->plain = 0;
         } else if (number == 1 || number == 2) {
-            if (wire != 2 || !valid_utf8(data, size) || seen[number - 1]++) {
+            if (!valid_utf8(data, size) || seen[number - 1]++) {
                 out->plain = 0;
             } else {
                 out->text[number - 1] = data;
