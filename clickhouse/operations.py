@@ -21,7 +21,7 @@ from clickhouse import staging
 from clickhouse.client import Database, TextParameter
 from ingest.errors import StorageRejected
 from ingest.mapping import CONTEXT_FIELDS
-from ingest.store import Change, LiveState, StagedCall, StoredState
+from ingest.store import Change, LiveState, LookupKeys, StagedCall, StoredState
 
 # ClickHouse error codes that mean "this data cannot be stored", as opposed to
 # "storage cannot be reached now": parse and type errors, values out of range.
@@ -171,13 +171,15 @@ class OperationStore:
         ]
         self.database.client().command(_CORRECT, parameters={"changes": _columns(rows)})
 
-    def lookup(self, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[str, str], StoredState]:
-        """Stored states of spans, by (start time ns, trace id, span id)."""
-        rows = list(keys)
-        if not rows:
+    def lookup(self, keys: LookupKeys) -> dict[tuple[str, str], StoredState]:
+        """Stored states of spans, by (trace id, span id)."""
+        if not keys.span_ids:
             return {}
-        span_ids = _columns([(span,) for _, _, span in rows])
-        parameters = {"keys": _columns(rows), "span_ids": span_ids, "context_keys": self.context_keys}
+        parameters = {
+            "keys": TextParameter(orjson.dumps((keys.starts, keys.trace_ids, keys.span_ids)).decode()),
+            "span_ids": TextParameter(orjson.dumps((keys.span_ids,)).decode()),
+            "context_keys": self.context_keys,
+        }
         result = self.database.client().query(_LOOKUP_BY_KEY, parameters=parameters)
         return _states(result.result_rows)
 

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import msgspec
 
+from ingest import fastdecide
 from ingest.config import ContextKeys
 from ingest.mapping import ModelCall, resolve_context
 from ingest.store import LiveState, StagedCall, StoredState
@@ -87,6 +89,20 @@ class OpInfo:
 # context, resource context, version, resolved context. A plain tuple costs
 # half what an OpInfo does to build, on the path of nearly every call.
 DirectCall = tuple[str, int, str, bool, Mapping[str, str], Mapping[str, str], int, tuple[str, ...]]
+
+
+class Split(NamedTuple):
+    """A group's calls sorted by who decides them (ContextResolver.split)."""
+
+    # Calls stored as they are, with their own and their resource's context.
+    direct: list[StagedCall]
+    # The same calls by trace, as `remember_direct` keeps them once stored.
+    remembered: dict[str, tuple[DirectCall, ...]]
+    # The calls `plan` decides, and the span facts it needs.
+    tracked: list[Candidate]
+    trace_facts: list[SpanFact]
+    # Spans of traces nobody remembers, with no call and no context: links only.
+    plain: list[SpanFact]
 
 
 @dataclass(slots=True)
@@ -208,31 +224,28 @@ class ContextResolver:
     def knows(self, trace_id: str) -> bool:
         return trace_id in self._traces or trace_id in self._direct_calls
 
-    def remember_direct(self, stored: Iterable[tuple[StagedCall, Candidate]]) -> None:
-        """Note calls stored directly (see IngestService._direct_traces), by trace,
-        compactly; bounded like the trace memory."""
-        by_trace: dict[str, list[DirectCall]] = {}
-        for staged, candidate in stored:
-            call = staged.call
-            record = call.record
-            entry = (
-                record.span_id,
-                record.start_ns,
-                record.parent_span_id,
-                call.has_tokens,
-                candidate.own_context,
-                candidate.resource_context,
-                staged.version,
-                staged.context,
-            )
-            calls = by_trace.get(record.trace_id)
-            if calls is None:
-                by_trace[record.trace_id] = [entry]
-            else:
-                calls.append(entry)
+    def split(
+        self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
+    ) -> Split:
+        """Sort a group's calls: those stored as they are, and those `plan` decides
+        (with the facts it needs). Keeps the links of the plain spans of traces
+        nobody remembers (LinkMemory). ingest/_decide.c does the same in C."""
+        if fastdecide.split is not None:
+            split = Split(*fastdecide.split(
+                candidates, facts, stored, self._traces, self._direct_calls, self.links.linked,
+                self.keys.items(), self.keys.empty_context, StagedCall,
+            ))
+        else:
+            split = _split(self, candidates, facts, stored)
+        if split.plain:
+            self.links.add(split.plain)
+        return split
+
+    def remember_direct(self, remembered: Mapping[str, tuple[DirectCall, ...]]) -> None:
+        """Note calls stored directly (`Split.remembered`), by trace, compactly;
+        bounded like the trace memory."""
         direct_calls = self._direct_calls
-        for trace_id, calls in by_trace.items():
-            direct_calls[trace_id] = tuple(calls)
+        direct_calls.update(remembered)
         while len(direct_calls) > self.max_traces:
             direct_calls.popitem(last=False)
 
@@ -270,7 +283,7 @@ class ContextResolver:
 
         return restore
 
-    def traces_to_adopt(self, facts: Iterable[SpanFact], candidates: Iterable[Candidate]) -> tuple[set[str], int, int]:
+    def traces_to_adopt(self, facts: Iterable[SpanFact], calls: AbstractSet[tuple[str, str]]) -> tuple[set[str], int, int]:
         """Traces whose stored calls must be read back: an ancestor with context
         arrives for a trace this process has not read back since it began
         remembering it. Calls of the trace may have been stored by another
@@ -281,8 +294,8 @@ class ContextResolver:
         (an ancestor starts before and ends after its descendants).
         """
         self._expire()  # a trace past its window is forgotten before deciding, not after
-        # Context on a model call itself is that call's own; it reaches no stored call.
-        calls = {c.key for c in candidates}
+        # Context on a model call itself (`calls`: the group's call keys) is that
+        # call's own; it reaches no stored call.
         traces: set[str] = set()
         start, end = 2**63 - 1, 0
         for fact in facts:
@@ -485,6 +498,85 @@ class ContextResolver:
                 break
             del self._traces[oldest]
             del self._seen_at[oldest]
+
+
+def _split(
+    resolver: ContextResolver, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
+) -> Split:
+    """ContextResolver.split in Python (ingest/_decide.c `split` is the same in C)."""
+    direct_traces = _direct_traces(resolver, candidates, facts, stored)
+    keys = resolver.keys
+    direct: list[StagedCall] = []
+    remembered: dict[str, list[DirectCall]] = {}
+    tracked: list[Candidate] = []
+    for candidate in candidates:
+        call = candidate.call
+        record = call.record
+        if record.trace_id not in direct_traces:
+            tracked.append(candidate)
+            continue
+        state = stored.get(candidate.key)
+        if state is not None and state.live is not None:
+            continue  # already stored: a retry
+        own, resource = candidate.own_context, candidate.resource_context
+        context = resolve_context(keys, [own], resource) if own or resource else keys.empty_context
+        version = (state.max_version if state else 0) + 1
+        direct.append(StagedCall(call, version, context))
+        entry = (record.span_id, record.start_ns, record.parent_span_id, call.has_tokens, own, resource, version, context)
+        remembered.setdefault(record.trace_id, []).append(entry)
+
+    # Every span of a trace with a call or a context span here counts: the spans
+    # between a stored call and its ancestor may come in the ancestor's export.
+    # Not a direct call's own context: its trace's spans here are its calls,
+    # whose context is already applied; remembering the trace here as well
+    # would hide the calls (kept compactly, apart) from a nested call that
+    # comes later, and both would count.
+    traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
+    trace_facts, plain = [], []
+    for fact in facts:
+        if fact.trace_id in traces or resolver.knows(fact.trace_id):
+            trace_facts.append(fact)
+        elif fact.trace_id not in direct_traces:  # direct calls are remembered apart
+            plain.append(fact)
+    return Split(direct, {trace: tuple(calls) for trace, calls in remembered.items()}, tracked, trace_facts, plain)
+
+
+def _direct_traces(
+    resolver: ContextResolver, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
+) -> set[str]:
+    """Traces whose calls count as they are, with their own and their resource's context.
+
+    In a trace nobody remembers whose only spans in this group are its
+    calls, that is so for a root call alone, and for calls side by side
+    under an ancestor not seen yet (the common case: Umbraco.AI's request
+    span ends, so is exported, after its calls): none is the root (the
+    root would wrap the others) or another's parent, and nothing is known
+    above them, not even a plain span's link (one may join two of them).
+    `plan` would decide the same, at several times the cost; the calls are
+    remembered compactly, apart, so that a nested call or an ancestor that
+    comes later still finds them. Calls stored before take `plan`'s path,
+    except a lone root's retry.
+    """
+    calls_of: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        calls_of.setdefault(candidate.call.record.trace_id, []).append(candidate)
+    spans_per_trace = Counter(fact.trace_id for fact in facts)
+    direct, side_by_side = set(), set()
+    for trace_id, calls in calls_of.items():
+        if spans_per_trace[trace_id] != len(calls) or resolver.knows(trace_id):
+            continue
+        if len(calls) == 1 and not calls[0].call.record.parent_span_id:
+            direct.add(trace_id)  # a root call alone in its trace: nothing can be above it
+            continue
+        span_ids = {c.call.record.span_id for c in calls}
+        if all(
+            c.call.record.parent_span_id and c.call.record.parent_span_id not in span_ids and c.key not in stored
+            for c in calls
+        ):
+            side_by_side.add(trace_id)
+    if side_by_side:
+        side_by_side -= resolver.links.linked(side_by_side)
+    return direct | side_by_side
 
 
 def _stored_info(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingest.errors import IngestError
-from ingest.store import Change, StagedCall, Store, StoredState
+from ingest.store import Change, LookupKeys, StagedCall, Store, StoredState
 
 HTTP = "http"
 GRPC = "grpc"
@@ -120,7 +120,7 @@ class ObservedStore:
         if changes:
             self._observer.operations_corrected(len(changes))
 
-    def lookup(self, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[str, str], StoredState]:
+    def lookup(self, keys: LookupKeys) -> dict[tuple[str, str], StoredState]:
         return self._call("lookup", self._store.lookup, keys)
 
     def in_traces(self, trace_ids: Iterable[str], start_ns: int, end_ns: int) -> dict[tuple[str, str], StoredState]:

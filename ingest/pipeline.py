@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ingest import codec
+from ingest import codec, fastdecide
 from ingest.batcher import Batcher, commit_now
 from ingest.codec import SpanRecord
 from ingest.config import IngestConfig
 from ingest.context import MAX_TRACES, Candidate, ContextResolver, SpanFact
 from ingest.fastmap import compiled_mapper
-from ingest.mapping import Mapper, SpanRejected, resolve_context
+from ingest.mapping import Mapper, SpanRejected
 from ingest.observe import NO_OBSERVER, IngestObserver
-from ingest.store import Change, StagedCall, Store, StoredState
+from ingest.store import Change, LookupKeys, StagedCall, Store
 
 log = logging.getLogger(__name__)
 
@@ -183,30 +184,29 @@ class IngestService:
         # call: while ClickHouse works, without the interpreter lock, request
         # threads decode and map, and a query that hangs does not stop them
         # from answering (503 once the in-flight limit is reached).
-        candidates, facts = _unique_candidates(exports)
         # A call of the group being written is a copy of one that will be stored
         # before this group is (or this group is decided again): leave it out,
         # whether or not memory still holds it.
         with self._unwritten_lock:
             unwritten = frozenset().union(*self._unwritten)
-        if unwritten:
-            candidates = [c for c in candidates if c.key not in unwritten]
-        stored = self.store.lookup(
-            (c.call.record.start_ns, c.call.record.trace_id, c.call.record.span_id) for c in candidates
-        )
-        undo = self.resolver.checkpoint({c.call.record.trace_id for c in candidates} | {f.trace_id for f in facts})
+        group = gather(exports, unwritten)
+        candidates, facts = group.candidates, group.facts
+        stored = self.store.lookup(group.lookup_keys)
+        undo = self.resolver.checkpoint(group.trace_ids)
         try:
             with self._python_slot.writer():
-                direct, tracked, trace_facts = self._split(candidates, facts, stored)
-                adopt_traces, start, end = self.resolver.traces_to_adopt(trace_facts, candidates)
+                split = self.resolver.split(candidates, facts, stored)
+                adopt_traces, start, end = self.resolver.traces_to_adopt(split.trace_facts, group.keys)
                 if not adopt_traces:  # the common case: one turn in the slot
-                    plan = self.resolver.plan(trace_facts, tracked, stored, {}, self.mapper.context_values)
+                    plan = self.resolver.plan(split.trace_facts, split.tracked, stored, {}, self.mapper.context_values)
             if adopt_traces:
                 adopted = self.store.in_traces(adopt_traces, start, end)
                 with self._python_slot.writer():
-                    plan = self.resolver.plan(trace_facts, tracked, stored, adopted, self.mapper.context_values, adopt_traces)
+                    plan = self.resolver.plan(
+                        split.trace_facts, split.tracked, stored, adopted, self.mapper.context_values, adopt_traces
+                    )
             self.resolver.apply(plan)
-            self.resolver.remember_direct(direct)
+            self.resolver.remember_direct(split.remembered)
         except BaseException:
             undo()
             raise
@@ -214,7 +214,7 @@ class IngestService:
             Change(plan.remember[key].timestamp_ns, *key, desired.counted, desired.context)
             for key, desired in plan.changes.items()
         ]
-        keys = frozenset(c.key for c in candidates)
+        keys = group.keys
         with self._unwritten_lock:
             self._unwritten.append(keys)
 
@@ -222,88 +222,30 @@ class IngestService:
             with self._unwritten_lock:
                 self._unwritten = [entry for entry in self._unwritten if entry is not keys]
 
-        return PreparedCommit(self.store, [staged for staged, _ in direct] + plan.stage, changes, undo, written)
-
-    def _split(
-        self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
-    ) -> tuple[list[tuple[StagedCall, Candidate]], list[Candidate], list[SpanFact]]:
-        """Calls stored as they are, the calls the resolver decides, and the span facts it needs."""
-        direct_traces = self._direct_traces(candidates, facts, stored)
-        direct: list[tuple[StagedCall, Candidate]] = []
-        tracked: list[Candidate] = []
-        for candidate in candidates:
-            record = candidate.call.record
-            if record.trace_id not in direct_traces:
-                tracked.append(candidate)
-                continue
-            state = stored.get(candidate.key)
-            if state is not None and state.live is not None:
-                continue  # already stored: a retry
-            context = (
-                resolve_context(self.config.context_keys, [candidate.own_context], candidate.resource_context)
-                if candidate.own_context or candidate.resource_context
-                else self._no_context
-            )
-            direct.append((StagedCall(candidate.call, (state.max_version if state else 0) + 1, context), candidate))
-
-        # Every span of a trace with a call or a context span here counts: the spans
-        # between a stored call and its ancestor may come in the ancestor's export.
-        # Not a direct call's own context: its trace's spans here are its calls,
-        # whose context is already applied; remembering the trace here as well
-        # would hide the calls (kept compactly, apart) from a nested call that
-        # comes later, and both would count.
-        traces = {c.call.record.trace_id for c in tracked} | {f.trace_id for f in facts if f.context and f.trace_id not in direct_traces}
-        trace_facts, plain = [], []
-        for fact in facts:
-            if fact.trace_id in traces or self.resolver.knows(fact.trace_id):
-                trace_facts.append(fact)
-            elif fact.trace_id not in direct_traces:  # direct calls are remembered apart
-                plain.append(fact)
-        if plain:
-            self.resolver.links.add(plain)
-        return direct, tracked, trace_facts
-
-    def _direct_traces(
-        self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
-    ) -> set[str]:
-        """Traces whose calls count as they are, with their own and their resource's context.
-
-        In a trace nobody remembers whose only spans in this group are its
-        calls, that is so for a root call alone, and for calls side by side
-        under an ancestor not seen yet (the common case: Umbraco.AI's request
-        span ends, so is exported, after its calls): none is the root (the
-        root would wrap the others) or another's parent, and nothing is known
-        above them, not even a plain span's link (one may join two of them).
-        The resolver would decide the same, at several times the cost; the
-        calls are remembered compactly, apart, so that a nested call or an
-        ancestor that comes later still finds them. Calls stored before take
-        the resolver's path, except a lone root's retry.
-        """
-        calls_of: dict[str, list[Candidate]] = {}
-        for candidate in candidates:
-            calls_of.setdefault(candidate.call.record.trace_id, []).append(candidate)
-        spans_per_trace = Counter(fact.trace_id for fact in facts)
-        knows = self.resolver.knows
-        direct, side_by_side = set(), set()
-        for trace_id, calls in calls_of.items():
-            if spans_per_trace[trace_id] != len(calls) or knows(trace_id):
-                continue
-            if len(calls) == 1 and not calls[0].call.record.parent_span_id:
-                direct.add(trace_id)  # a root call alone in its trace: nothing can be above it
-                continue
-            span_ids = {c.call.record.span_id for c in calls}
-            if all(
-                c.call.record.parent_span_id and c.call.record.parent_span_id not in span_ids and c.key not in stored
-                for c in calls
-            ):
-                side_by_side.add(trace_id)
-        if side_by_side:
-            side_by_side -= self.resolver.links.linked(side_by_side)
-        return direct | side_by_side
+        return PreparedCommit(self.store, split.direct + plan.stage, changes, undo, written)
 
 
-def _unique_candidates(exports: list[MappedExport]) -> tuple[list[Candidate], list[SpanFact]]:
-    """The group's calls, each once (the same span may come twice in one group), and all its span facts."""
+class Gathered(NamedTuple):
+    """A group's exports taken together (`gather`)."""
+
+    # Its calls, each once (the same span may come twice in a group), less those
+    # of the group being written; and all its span facts.
+    candidates: list[Candidate]
+    facts: list[SpanFact]
+    keys: frozenset[tuple[str, str]]  # the calls' (trace id, span id)
+    lookup_keys: LookupKeys  # the calls' keys for the duplicate look-up
+    trace_ids: set[str]  # the traces of its calls and facts
+
+
+def gather(exports: list[MappedExport], unwritten: AbstractSet[tuple[str, str]]) -> Gathered:
+    """A group's calls and facts, and the keys the writer needs of them (compiled where built)."""
+    if fastdecide.gather is not None:
+        return Gathered(*fastdecide.gather(exports, unwritten, LookupKeys))
+    return _gather(exports, unwritten)
+
+
+def _gather(exports: list[MappedExport], unwritten: AbstractSet[tuple[str, str]]) -> Gathered:
+    """`gather` in Python (ingest/_decide.c `gather` is the same in C)."""
     candidates: list[Candidate] = []
     seen: set[tuple[str, str]] = set()
     facts: list[SpanFact] = []
@@ -312,8 +254,16 @@ def _unique_candidates(exports: list[MappedExport]) -> tuple[list[Candidate], li
         for candidate in export.candidates:
             if candidate.key not in seen:
                 seen.add(candidate.key)
-                candidates.append(candidate)
-    return candidates, facts
+                if candidate.key not in unwritten:
+                    candidates.append(candidate)
+    lookup_keys = LookupKeys(
+        [candidate.call.record.start_ns for candidate in candidates],
+        [candidate.key[0] for candidate in candidates],
+        [candidate.key[1] for candidate in candidates],
+    )
+    trace_ids = set(lookup_keys.trace_ids)
+    trace_ids.update(fact.trace_id for fact in facts)
+    return Gathered(candidates, facts, frozenset(c.key for c in candidates), lookup_keys, trace_ids)
 
 
 class WriterFirstSlot:

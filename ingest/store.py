@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -21,6 +21,14 @@ class StagedCall(msgspec.Struct, gc=False):
     call: ModelCall
     version: int
     context: tuple[str, ...]
+
+
+class LookupKeys(NamedTuple):
+    """The keys of the duplicate look-up, as columns: start time ns, trace id, span id."""
+
+    starts: list[int]
+    trace_ids: list[str]
+    span_ids: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +70,8 @@ class Store(Protocol):
     def correct(self, changes: Sequence[Change]) -> None:
         """Cancel the live state of stored operations and write their new state."""
 
-    def lookup(self, keys: Iterable[tuple[int, str, str]]) -> dict[tuple[str, str], StoredState]:
-        """Stored states by (start time ns, trace id, span id)."""
+    def lookup(self, keys: LookupKeys) -> dict[tuple[str, str], StoredState]:
+        """Stored states of the spans with these keys, by (trace id, span id)."""
 
     def in_traces(self, trace_ids: Iterable[str], start_ns: int, end_ns: int) -> dict[tuple[str, str], StoredState]:
         """Stored states of the operations of some traces within a time range."""

@@ -25,7 +25,6 @@ def test_request_threads_decode_and_map_while_the_writer_waits_on_clickhouse(mak
     lookup = service.store.lookup
 
     def slow_lookup(keys):
-        keys = list(keys)
         in_lookup.set()
         release.wait(10)
         return lookup(keys)
