@@ -228,18 +228,15 @@ class ContextResolver:
         self, candidates: list[Candidate], facts: list[SpanFact], stored: Mapping[tuple[str, str], StoredState]
     ) -> Split:
         """Sort a group's calls: those stored as they are, and those `plan` decides
-        (with the facts it needs). Keeps the links of the plain spans of traces
-        nobody remembers (LinkMemory). ingest/_decide.c does the same in C."""
+        (with the facts it needs). Changes nothing: the caller keeps the links of
+        the plain spans (`links.add(split.plain)`) once it decided with this
+        split. ingest/_decide.c does the same in C."""
         if fastdecide.split is not None:
-            split = Split(*fastdecide.split(
+            return Split(*fastdecide.split(
                 candidates, facts, stored, self._traces, self._direct_calls, self.links.linked,
                 self.keys.items(), self.keys.empty_context, StagedCall,
             ))
-        else:
-            split = _split(self, candidates, facts, stored)
-        if split.plain:
-            self.links.add(split.plain)
-        return split
+        return _split(self, candidates, facts, stored)
 
     def remember_direct(self, remembered: Mapping[str, tuple[DirectCall, ...]]) -> None:
         """Note calls stored directly (`Split.remembered`), by trace, compactly;

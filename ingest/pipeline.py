@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -118,12 +119,16 @@ class IngestService:
         # written while the next is decided), by (trace id, span id).
         self._unwritten: list[frozenset[tuple[str, str]]] = []
         self._unwritten_lock = threading.Lock()
+        # Where the writer's duplicate look-ups run (see `_prepare`).
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-lookup")
 
     def start(self) -> None:
         self.batcher.start()
 
     def close(self, timeout: float = 30.0) -> bool:
-        return self.batcher.close(timeout)
+        drained = self.batcher.close(timeout)
+        self._lookups.shutdown(wait=False)
+        return drained
 
     def receive(self, body: bytes, media: str) -> DecodedExport:
         """Decode and map an export body, in the Python slot.
@@ -191,11 +196,21 @@ class IngestService:
             unwritten = frozenset().union(*self._unwritten)
         group = gather(exports, unwritten)
         candidates, facts = group.candidates, group.facts
-        stored = self.store.lookup(group.lookup_keys)
+        # The duplicate look-up runs on its own thread while the writer sorts the
+        # calls as if none were stored, which is so for all but retries: the
+        # query's time and the sorting's overlap instead of adding up on the
+        # serial path. When the look-up finds any, the calls are sorted again.
+        looked_up = self._lookups.submit(self.store.lookup, group.lookup_keys)
         undo = self.resolver.checkpoint(group.trace_ids)
         try:
             with self._python_slot.writer():
-                split = self.resolver.split(candidates, facts, stored)
+                split = self.resolver.split(candidates, facts, {})
+            stored = looked_up.result()
+            with self._python_slot.writer():
+                if stored:
+                    split = self.resolver.split(candidates, facts, stored)
+                if split.plain:
+                    self.resolver.links.add(split.plain)
                 adopt_traces, start, end = self.resolver.traces_to_adopt(split.trace_facts, group.keys)
                 if not adopt_traces:  # the common case: one turn in the slot
                     plan = self.resolver.plan(split.trace_facts, split.tracked, stored, {}, self.mapper.context_values)
