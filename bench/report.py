@@ -270,7 +270,8 @@ def limits(report: Report) -> str:
             held = profile.samples / (PROFILE_RATE * int(protobuf.window_seconds)) if protobuf.window_seconds >= 1 else 0
             text += (
                 f" py-spy `--gil` found the lock held in {100 * min(1.0, held):.0f} % of its samples; "
-                f"the leaf frames holding it most: {top}."
+                f"the leaf frames holding it most: {top} (time holding the lock, not CPU: a holder waiting for "
+                "memory or for a core still holds it)."
             )
         parts.append(text)
     if json_result is not None:

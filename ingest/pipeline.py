@@ -5,7 +5,8 @@ receive (ingest.http, ingest.grpc: transport, limits; ingest.codec: decoding)
     keys; runs in the request's thread; a protobuf export in the usual shape
     is decoded and mapped in one compiled pass instead, ingest.fastmap)
   → commit (here: `_prepare` on the batcher's writer thread decides a group,
-    with the duplicate check and context resolution, and `PreparedCommit.write`
+    with the duplicate check and context resolution, its per-call steps
+    compiled where built (ingest/fastdecide.py), and `PreparedCommit.write`
     on its insert thread stores it, while the writer decides the next group;
     the store inserts the rows the compiled pass mapped, and has ClickHouse
     map the attributes of every other call into its row)

@@ -21,11 +21,11 @@ from ingest.context import Candidate, ContextResolver, SpanFact, Split, TraceSta
 from ingest.mapping import ModelCall
 from ingest.pipeline import Gathered, IngestService, MappedExport, _gather
 from ingest.store import LiveState, LookupKeys, StagedCall, StoredState
+from tests.support.groups import CHAT, NothingStored, random_export
 from tests.support.spans import new_trace, request, span, span_id
 
 pytestmark = pytest.mark.skipif(not fastdecide.AVAILABLE, reason="ingest._decide is not built")
 
-CHAT = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3}
 TAGS = (
     {"umbraco.ai.profile.id": "p1", "umbraco.ai.user.id": "u1"},
     {"umbraco.ai.user.id": "u2"},
@@ -34,40 +34,10 @@ TAGS = (
 RESOURCES = ({"service.name": "site"}, {"service.name": "site", "user.id": "r-user", "umbraco.ai.entity.type": "doc"})
 
 
-class NothingStored:
-    def lookup(self, keys):
-        return {}
-
-    def in_traces(self, trace_ids, start_ns, end_ns):
-        return {}
-
-    def healthy(self):
-        return True
-
-
-def random_export(rng: random.Random, traces: list[tuple[str, list[str]]]) -> bytes:
-    spans = []
-    for _ in range(rng.randrange(1, 9)):
-        if traces and rng.random() < 0.5:
-            trace, known = rng.choice(traces)
-        else:
-            trace, known = new_trace(), []
-            traces.append((trace, known))
-        own = span_id() if not known or rng.random() < 0.8 else rng.choice(known)  # sometimes the same span again
-        roll = rng.random()
-        parent = rng.choice(known) if known and roll < 0.3 else "" if roll < 0.45 else span_id()  # mostly unseen
-        attributes = dict(CHAT) if rng.random() < 0.75 else {}
-        if rng.random() < 0.35:
-            attributes |= rng.choice(TAGS)
-        spans.append(span(attributes, trace=trace, span=own, parent=parent if parent != own else ""))
-        known.append(own)
-    return request(*spans, resource=rng.choice(RESOURCES))
-
-
 def random_group(rng: random.Random, service: IngestService, traces) -> list[MappedExport]:
     exports = []
     for _ in range(rng.randrange(1, 5)):
-        body = random_export(rng, traces)
+        body = random_export(rng, traces, TAGS, RESOURCES)
         compiled = service.receive(body, "application/x-protobuf").mapped
         exports.append(compiled if rng.random() < 0.5 else service.map(decode_protobuf(body))[0])
     return exports

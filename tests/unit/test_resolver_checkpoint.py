@@ -15,41 +15,9 @@ import random
 from ingest.codec import decode_protobuf
 from ingest.config import IngestConfig
 from ingest.pipeline import IngestService
-from tests.support.spans import new_trace, request, span, span_id
+from tests.support.groups import NothingStored, random_export
 
-CHAT = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3}
 TAGS = ({"umbraco.ai.profile.id": "p1"}, {"umbraco.ai.user.id": "u1"}, {"enduser.id": "e1"})
-
-
-class NothingStored:
-    """A store that holds nothing: the writer's decisions alone are under test."""
-
-    def lookup(self, keys):
-        return {}
-
-    def in_traces(self, trace_ids, start_ns, end_ns):
-        return {}
-
-    def healthy(self):
-        return True
-
-
-def random_export(rng: random.Random, traces: list[tuple[str, list[str]]]) -> bytes:
-    spans = []
-    for _ in range(rng.randrange(1, 6)):
-        if traces and rng.random() < 0.6:
-            trace, known = rng.choice(traces)
-        else:
-            trace, known = new_trace(), []
-            traces.append((trace, known))
-        own = span_id() if not known or rng.random() < 0.7 else rng.choice(known)  # sometimes a retry
-        parent = rng.choice(["", *known]) if known and rng.random() < 0.8 else ("" if rng.random() < 0.5 else span_id())
-        attributes = dict(CHAT) if rng.random() < 0.6 else {}
-        if rng.random() < 0.4:
-            attributes |= rng.choice(TAGS)
-        spans.append(span(attributes, trace=trace, span=own, parent=parent if parent != own else ""))
-        known.append(own)
-    return request(*spans)
 
 
 def memory(service: IngestService):
@@ -69,7 +37,7 @@ def test_undoing_the_last_two_groups_restores_memory_exactly():
         traces: list[tuple[str, list[str]]] = []
 
         def group():
-            return [service.map(decode_protobuf(random_export(rng, traces)))[0] for _ in range(rng.randrange(1, 4))]
+            return [service.map(decode_protobuf(random_export(rng, traces, TAGS)))[0] for _ in range(rng.randrange(1, 4))]
 
         for _ in range(rng.randrange(0, 4)):  # history, as stored
             service._prepare(group())
