@@ -226,6 +226,9 @@ typedef struct {
     Py_ssize_t n_traces;
     PyObject *trace_index;  /* trace id -> index into traces */
     Py_ssize_t *next_call;  /* the next call of the same trace, or -1 */
+    Py_ssize_t n_facts;
+    PyObject **fact_trace;  /* each fact's trace id (new references) */
+    Py_ssize_t *fact_group; /* and the index of its trace among those with calls, or -1 */
 } Group;
 
 static void free_group(Group *g)
@@ -239,6 +242,10 @@ static void free_group(Group *g)
     }
     for (Py_ssize_t t = 0; t < g->n_traces; t++)
         Py_XDECREF(g->traces[t].remembered);
+    for (Py_ssize_t f = 0; f < g->n_facts; f++)
+        Py_XDECREF(g->fact_trace[f]);
+    PyMem_Free(g->fact_trace);
+    PyMem_Free(g->fact_group);
     PyMem_Free(g->calls);
     PyMem_Free(g->traces);
     PyMem_Free(g->next_call);
@@ -364,12 +371,20 @@ static int side_by_side(const Group *g, const Trace *trace, PyObject *stored)
 static int find_direct(Group *g, PyObject *facts, PyObject *stored, PyObject *memory, PyObject *direct_calls,
                        PyObject *linked)
 {
-    for (Py_ssize_t f = 0; f < PySequence_Fast_GET_SIZE(facts); f++) {
-        PyObject *trace = PyObject_GetAttr(PySequence_Fast_GET_ITEM(facts, f), name_trace_id);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(facts);
+    g->fact_trace = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
+    g->fact_group = PyMem_Calloc(n ? n : 1, sizeof(Py_ssize_t));
+    if (!g->fact_trace || !g->fact_group) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t f = 0; f < n; f++) {
+        g->n_facts = f + 1;
+        PyObject *trace = g->fact_trace[f] = PyObject_GetAttr(PySequence_Fast_GET_ITEM(facts, f), name_trace_id);
         Py_ssize_t t = trace ? trace_of(g, trace) : -2;
-        Py_XDECREF(trace);
         if (t == -2)
             return 0;
+        g->fact_group[f] = t;
         if (t >= 0)
             g->traces[t].facts++;
     }
@@ -477,36 +492,31 @@ done:
 static int sort_facts(const Group *g, PyObject *facts, PyObject *memory, PyObject *direct_calls,
                       PyObject *trace_facts, PyObject *plain)
 {
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(facts);
-    PyObject **traces = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    signed char *where = PyMem_Calloc(n ? n : 1, 1);  /* -1: no call here, 0: tracked trace, 1: direct */
+    /* Per fact, from find_direct: no call of its trace here (-1), a tracked trace (0), a direct one (1). */
+    signed char *where = PyMem_Calloc(g->n_facts ? g->n_facts : 1, 1);
     PyObject *with_context = PySet_New(NULL);  /* traces of context spans, not direct */
     int ok = 0;
-    if (!traces || !where || !with_context) {
-        PyErr_NoMemory();
+    if (!where || !with_context) {
+        if (!where)
+            PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t f = 0; f < n; f++) {
-        PyObject *fact = PySequence_Fast_GET_ITEM(facts, f);
-        if (!(traces[f] = PyObject_GetAttr(fact, name_trace_id)))
-            goto done;
-        Py_ssize_t t = trace_of(g, traces[f]);
-        if (t == -2)
-            goto done;
+    for (Py_ssize_t f = 0; f < g->n_facts; f++) {
+        Py_ssize_t t = g->fact_group[f];
         where[f] = t < 0 ? -1 : g->traces[t].direct ? 1 : 0;
         if (where[f] == 1)
             continue;
-        PyObject *context = PyObject_GetAttr(fact, name_context);
+        PyObject *context = PyObject_GetAttr(PySequence_Fast_GET_ITEM(facts, f), name_context);
         int tagged = context ? PyObject_IsTrue(context) : -1;
         Py_XDECREF(context);
-        if (tagged < 0 || (tagged && PySet_Add(with_context, traces[f]) < 0))
+        if (tagged < 0 || (tagged && PySet_Add(with_context, g->fact_trace[f]) < 0))
             goto done;
     }
-    for (Py_ssize_t f = 0; f < n; f++) {
-        PyObject *fact = PySequence_Fast_GET_ITEM(facts, f);
+    for (Py_ssize_t f = 0; f < g->n_facts; f++) {
+        PyObject *fact = PySequence_Fast_GET_ITEM(facts, f), *trace = g->fact_trace[f];
         int needed = where[f] == 0;
-        if (!needed && (needed = PySet_Contains(with_context, traces[f])) == 0)
-            needed = knows(memory, direct_calls, traces[f]);
+        if (!needed && (needed = PySet_Contains(with_context, trace)) == 0)
+            needed = knows(memory, direct_calls, trace);
         if (needed < 0)
             goto done;
         if (needed ? PyList_Append(trace_facts, fact) < 0 : where[f] != 1 && PyList_Append(plain, fact) < 0)
@@ -514,10 +524,6 @@ static int sort_facts(const Group *g, PyObject *facts, PyObject *memory, PyObjec
     }
     ok = 1;
 done:
-    if (traces)
-        for (Py_ssize_t f = 0; f < n; f++)
-            Py_XDECREF(traces[f]);
-    PyMem_Free(traces);
     PyMem_Free(where);
     Py_XDECREF(with_context);
     return ok;
